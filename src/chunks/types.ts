@@ -1,0 +1,31 @@
+// What the rest of arbor sees of file content: chunk references and a store that cuts, keeps and returns chunks.
+// tree/ and vfs/ depend on this interface only; the real store (cache + remote) and a memory fake implement it.
+
+/** A reference to one chunk: keyed hash of its plaintext (lowercase hex) and its plaintext length in bytes. */
+export interface ChunkRef {
+  readonly id: string;
+  readonly size: number;
+}
+
+/** Content-defined chunking parameters; stored in arbor.json so every replica cuts identically. */
+export interface ChunkingParams {
+  readonly minSize: number;
+  readonly avgSize: number;
+  readonly maxSize: number;
+}
+
+export interface ChunkStore {
+  readonly chunking: ChunkingParams;
+  /**
+   * Content-defined boundaries in `data`: the lengths of consecutive complete chunks from its start.
+   * With `final` false, the bytes after the last boundary are not a chunk yet (more data may follow);
+   * with `final` true, the tail is a chunk too. Deterministic: depends on the bytes and params only.
+   */
+  split(data: Uint8Array, final: boolean): number[];
+  /** Store one chunk durably in the local cache (dirty until uploaded). Idempotent: same bytes, same ref. */
+  put(chunk: Uint8Array): Promise<ChunkRef>;
+  /** The chunk's verified plaintext. Throws ChunkCorruptError (EIO), never returns wrong bytes. */
+  get(ref: ChunkRef): Promise<Uint8Array>;
+  /** Hint: these chunks will be read soon (sequential readahead). Never throws. */
+  prefetch?(refs: readonly ChunkRef[]): void;
+}

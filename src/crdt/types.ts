@@ -1,0 +1,34 @@
+// The vocabulary of the tree CRDT (Kleppmann et al. 2021): replica ids, Lamport timestamps, moves, log entries.
+// Pure data; no I/O. Other parts (tree/, state/, sync/) depend on these shapes.
+
+/** A replica's id: 1–32 characters of [A-Za-z0-9_-], unique per replica directory, never reused. */
+export type ReplicaId = string;
+
+/** A tree node's id: globally unique, never reused. Forest roots use the reserved ids in ROOTS. */
+export type NodeId = string;
+
+/** Lamport timestamp; totally ordered by (counter, replica). Compare only with compareTimestamps. */
+export interface Timestamp {
+  readonly counter: number;
+  readonly replica: ReplicaId;
+}
+
+/** Move(ts, parent, meta, child): the only operation. Create, delete (move to trash) and rename are moves. */
+export interface Move<M> {
+  readonly ts: Timestamp;
+  readonly parent: NodeId;
+  readonly meta: M;
+  readonly child: NodeId;
+}
+
+/** Where a node sat before a logged move; null when the move created it. */
+export interface NodePlacement<M> {
+  readonly parent: NodeId;
+  readonly meta: M;
+}
+
+/** A move as kept in the log: the op and the child's placement before it (for undo). */
+export interface LogMove<M> {
+  readonly op: Move<M>;
+  readonly old: NodePlacement<M> | null;
+}

@@ -1,0 +1,22 @@
+// The Remote interface every backend (dir, sftp, s3) implements; keys are '/'-separated relative paths
+// such as 'chunks/ab/abcdef…' or 'ops/<replica>/0000000000000001' (DESIGN.md §5).
+
+export interface ByteRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface Remote {
+  /** The URL it was opened from, without secrets. */
+  readonly url: string;
+  /** Write-once create: true if written, false if an object already exists at `key` (it is left unchanged). */
+  putIfAbsent(key: string, data: Uint8Array): Promise<boolean>;
+  /** The object's bytes (or a range of them). RemoteNotFoundError if absent; RemoteUnavailableError if unreachable. */
+  get(key: string, range?: ByteRange): Promise<Uint8Array>;
+  exists(key: string): Promise<boolean>;
+  /** Every key that starts with `prefix`, sorted ascending. */
+  list(prefix: string): Promise<string[]>;
+  /** Remove an object; removing an absent one is not an error. */
+  delete(key: string): Promise<void>;
+  close(): Promise<void>;
+}
