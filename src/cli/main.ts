@@ -3,6 +3,8 @@
 import { Command, CommanderError } from 'commander';
 import { ArborError } from '../errors.js';
 import { registerDemo } from './commands/demo.js';
+import { registerCommands } from './commands/index.js';
+import { registerMount } from './commands/mount.js';
 
 const program = new Command();
 program
@@ -14,6 +16,8 @@ program
   .exitOverride();
 
 registerDemo(program);
+registerCommands(program);
+registerMount(program);
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`arbor: ${message}\n`);

@@ -32,3 +32,31 @@ export interface LogMove<M> {
   readonly op: Move<M>;
   readonly old: NodePlacement<M> | null;
 }
+
+/** How one node's placement changed in a batch: null = the node was absent (not placed) on that side. */
+export interface NodeChange<M> {
+  readonly node: NodeId;
+  readonly before: NodePlacement<M> | null;
+  readonly after: NodePlacement<M> | null;
+}
+
+/** What applyBatch did: the placements that really changed, the ops that were new, and log rows to upsert. */
+export interface ChangeSet<M> {
+  /** One entry per node whose placement differs after the batch (value compare: parent and meta identity). */
+  readonly changes: readonly NodeChange<M>[];
+  /** The ops of the batch that were not already known (duplicates and truncated ops are left out), by timestamp. */
+  readonly newOps: readonly Move<M>[];
+  /**
+   * Log entries to write through (upsert keyed by op timestamp): every new op's entry plus every redone entry whose
+   * `old` placement changed. Persisting these keeps a stored log equal to `log()` without rewriting it whole.
+   */
+  readonly logWrites: readonly LogMove<M>[];
+}
+
+/** One replica's op batch as shipped between replicas (remote layout ops/<replica>/<seq>). */
+export interface OpBatch<M> {
+  readonly version: 1;
+  readonly replica: ReplicaId;
+  readonly seq: number;
+  readonly ops: Move<M>[];
+}

@@ -19,4 +19,9 @@ export interface Remote {
   /** Remove an object; removing an absent one is not an error. */
   delete(key: string): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Resolves when the store answers (one cheap round trip), throws RemoteUnavailableError when it does not.
+   * Optional so test fakes need not implement it; `checkReachable()` in src/remote/index.ts wraps it.
+   */
+  ping?(): Promise<void>;
 }

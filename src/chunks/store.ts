@@ -1,0 +1,863 @@
+// The real ChunkStore: a bounded local cache of encrypted chunk files indexed in SQLite, fetching from and uploading
+// to a Remote. Knows nothing of files, inodes or the tree (only chunk refs), nor of which backend the Remote is.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type BetterSqlite3 from 'better-sqlite3';
+import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } from '../errors.js';
+import type { Remote } from '../remote/types.js';
+import { Chunker } from './chunker.js';
+import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
+import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
+
+type Database = BetterSqlite3.Database;
+type Statement = BetterSqlite3.Statement;
+
+/** Version of the chunk_* tables; bump with a migration when they change. */
+export const CHUNK_SCHEMA_VERSION = 1;
+
+export type Logger = (line: string) => void;
+
+/** The default logger: one line on stderr with a prefix. Libraries stay quiet otherwise. */
+export const stderrLogger: Logger = (line) => {
+  process.stderr.write(`arbor chunks: ${line}\n`);
+};
+
+export interface CachedChunkStoreOptions {
+  /** The arbor directory; chunk files live in `<dir>/cache/<2 hex>/<id>`. */
+  dir: string;
+  /** state.sqlite3, owned by the caller (state/); this store creates and uses only `chunk_*` tables. */
+  db: Database;
+  remote: Remote;
+  /** The 32-byte filesystem secret. */
+  secret: Uint8Array;
+  chunking: ChunkingParams;
+  /** Resident cache bytes (encrypted chunk files) never exceed this. Must hold at least two maximal chunks. */
+  cacheLimitBytes: number;
+  /** Compression before encryption for new chunks. Default 'deflate' (skipped per chunk when it does not pay). */
+  compression?: Compression;
+  /** Parallel uploads. Default 4. */
+  uploadConcurrency?: number;
+  /** Parallel readahead fetches. Default 4. */
+  fetchConcurrency?: number;
+  /** fsync new dirty chunks (and their directory) before put returns. Default true; tests may turn it off. */
+  fsync?: boolean;
+  /** Upload retry backoff: first delay and cap in ms (jittered, doubling). Default 200 ms .. 30 s. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  logger?: Logger;
+}
+
+export interface ChunkStoreStats {
+  cacheLimitBytes: number;
+  /** Bytes of chunk files in the cache (encrypted sizes), plus space reserved for files being written. */
+  residentBytes: number;
+  residentChunks: number;
+  /** Bytes of chunks not uploaded yet. */
+  dirtyBytes: number;
+  pendingUploads: number;
+  /** Bytes of resident chunks held by explicit pins. */
+  pinnedBytes: number;
+  /** Highest residentBytes seen since open (for the overshoot bench). */
+  peakResidentBytes: number;
+}
+
+interface Entry {
+  readonly id: string;
+  readonly size: number;
+  readonly stored: number;
+  uploaded: boolean;
+  /** Transient: readers/uploaders currently using the file. */
+  inUse: number;
+}
+
+interface Inflight {
+  readonly bytes: Promise<Uint8Array>;
+  /** Settles when the cache write that follows the fetch has finished (or was skipped). */
+  written: Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class CachedChunkStore implements ChunkStore {
+  readonly chunking: ChunkingParams;
+  private readonly chunker: Chunker;
+  private readonly crypto: FsCrypto;
+  private readonly cacheDir: string;
+  private readonly limit: number;
+  private readonly compression: Compression;
+  private readonly uploadConcurrency: number;
+  private readonly fetchConcurrency: number;
+  private readonly fsync: boolean;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+  private readonly log: Logger;
+  private readonly remote: Remote;
+  private readonly db: Database;
+
+  /** Resident chunks in least-recently-used-first order (Map keeps insertion order; touch = delete + set). */
+  private readonly lru = new Map<string, Entry>();
+  /** Explicit (path) pin counts by id, resident or not. */
+  private readonly pins = new Map<string, number>();
+  private resident = 0;
+  private reserved = 0;
+  private peak = 0;
+  private dirtyBytes = 0;
+  private readonly madeDirs = new Set<string>();
+
+  private readonly inflight = new Map<string, Inflight>();
+  private readonly putsInflight = new Map<string, Promise<ChunkRef>>();
+  private readonly prefetchQueue: ChunkRef[] = [];
+  private prefetchActive = 0;
+
+  /** Dirty ids waiting for upload, oldest first; `uploading` holds the ones being sent. */
+  private readonly uploadQueue: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly uploading = new Set<string>();
+  private uploadWorkers = 0;
+  private readonly uploadWaiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }[]>();
+  private flushWaiters: (() => void)[] = [];
+  private spaceWaiters: (() => void)[] = [];
+  private readonly sleepers = new Set<() => void>();
+
+  private clock = 0;
+  /** Next put sequence number (upload order survives restarts). */
+  private seq = 1;
+  private readonly touched = new Set<string>();
+  private touchTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private readonly st: {
+    insert: Statement;
+    markUploaded: Statement;
+    markEvicted: Statement;
+    deleteRow: Statement;
+    touch: Statement;
+    row: Statement;
+    setPin: Statement;
+    deletePin: Statement;
+  };
+
+  private constructor(opts: CachedChunkStoreOptions) {
+    this.chunker = new Chunker(opts.chunking);
+    this.chunking = this.chunker.params;
+    this.crypto = new FsCrypto(opts.secret);
+    this.cacheDir = join(opts.dir, 'cache');
+    this.limit = opts.cacheLimitBytes;
+    this.compression = opts.compression ?? 'deflate';
+    this.uploadConcurrency = Math.max(1, opts.uploadConcurrency ?? 4);
+    this.fetchConcurrency = Math.max(1, opts.fetchConcurrency ?? 4);
+    this.fsync = opts.fsync ?? true;
+    this.retryBaseMs = opts.retryBaseMs ?? 200;
+    this.retryMaxMs = opts.retryMaxMs ?? 30_000;
+    this.log = opts.logger ?? stderrLogger;
+    this.remote = opts.remote;
+    this.db = opts.db;
+    const minLimit = 2 * (this.chunking.maxSize + SEAL_OVERHEAD);
+    if (!Number.isSafeInteger(this.limit) || this.limit < minLimit) {
+      throw new InvalidInputError(`cache limit must be at least ${minLimit} bytes (two maximal chunks)`);
+    }
+    migrate(this.db);
+    const db = this.db;
+    this.st = {
+      insert: db.prepare(
+        `INSERT INTO chunk_cache (id, size, stored, uploaded, resident, last_use, seq)
+         VALUES (@id, @size, @stored, @uploaded, 1, @lastUse, @seq)
+         ON CONFLICT(id) DO UPDATE SET stored = excluded.stored, resident = 1, last_use = excluded.last_use,
+           uploaded = max(uploaded, excluded.uploaded)`,
+      ),
+      markUploaded: db.prepare('UPDATE chunk_cache SET uploaded = 1 WHERE id = ?'),
+      markEvicted: db.prepare('UPDATE chunk_cache SET resident = 0 WHERE id = ?'),
+      deleteRow: db.prepare('DELETE FROM chunk_cache WHERE id = ?'),
+      touch: db.prepare('UPDATE chunk_cache SET last_use = ? WHERE id = ?'),
+      row: db.prepare('SELECT uploaded, resident FROM chunk_cache WHERE id = ?'),
+      setPin: db.prepare(
+        'INSERT INTO chunk_pins (id, count) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET count = excluded.count',
+      ),
+      deletePin: db.prepare('DELETE FROM chunk_pins WHERE id = ?'),
+    };
+  }
+
+  /** Open (or create) the cache: create tables, load the index, reconcile it with the files, resume uploads. */
+  static async open(opts: CachedChunkStoreOptions): Promise<CachedChunkStore> {
+    const s = new CachedChunkStore(opts);
+    s.reconcile();
+    s.touchTimer = setInterval(() => s.flushTouches(), 2000);
+    s.touchTimer.unref();
+    s.pumpUploads();
+    return s;
+  }
+
+  split(data: Uint8Array, final: boolean): number[] {
+    return this.chunker.split(data, final);
+  }
+
+  // ---- index and files -------------------------------------------------------------------------------------
+
+  private path(id: string): string {
+    return join(this.cacheDir, id.slice(0, 2), id);
+  }
+
+  /**
+   * Make the in-memory index agree with the files: orphan and temp files are removed; index rows whose file is
+   * missing or has the wrong size are dropped (uploaded ones are simply refetched later). Contents are verified on
+   * every read, so a file that is present but corrupt is caught then and refetched.
+   */
+  private reconcile(): void {
+    mkdirSync(this.cacheDir, { recursive: true });
+    const rows = this.db
+      .prepare('SELECT id, size, stored, uploaded FROM chunk_cache WHERE resident = 1 ORDER BY last_use, seq')
+      .all() as { id: string; size: number; stored: number; uploaded: number }[];
+    const want = new Map(rows.map((r) => [r.id, r]));
+    const found = new Map<string, number>();
+    for (const sub of readdirSync(this.cacheDir)) {
+      const subdir = join(this.cacheDir, sub);
+      let names: string[];
+      try {
+        names = readdirSync(subdir);
+      } catch {
+        unlinkSync(subdir);
+        continue;
+      }
+      this.madeDirs.add(sub);
+      for (const name of names) {
+        const p = join(subdir, name);
+        if (!want.has(name) || name.slice(0, 2) !== sub) {
+          unlinkSync(p); // orphan or interrupted temp file
+          continue;
+        }
+        found.set(name, statSync(p).size);
+      }
+    }
+    const maxRow = this.db.prepare('SELECT max(last_use) AS m, max(seq) AS s FROM chunk_cache').get() as {
+      m: number | null;
+      s: number | null;
+    };
+    this.clock = (maxRow.m ?? 0) + 1;
+    this.seq = (maxRow.s ?? 0) + 1;
+    const fix = this.db.transaction(() => {
+      for (const r of rows) {
+        const size = found.get(r.id);
+        if (size === r.stored) {
+          const e: Entry = { id: r.id, size: r.size, stored: r.stored, uploaded: r.uploaded === 1, inUse: 0 };
+          this.lru.set(r.id, e);
+          this.resident += r.stored;
+          if (!e.uploaded) {
+            this.dirtyBytes += r.stored;
+            this.enqueueUpload(r.id);
+          }
+          continue;
+        }
+        if (size !== undefined) unlinkSync(this.path(r.id));
+        if (r.uploaded === 1) {
+          this.st.markEvicted.run(r.id);
+        } else {
+          // A dirty chunk whose only copy is gone cannot be uploaded; say so once, loudly.
+          this.log(
+            `dirty chunk ${r.id} is missing or damaged in the cache and was never uploaded; it is lost`,
+          );
+          this.st.deleteRow.run(r.id);
+        }
+      }
+    });
+    fix();
+    // Keep the upload order of the original puts (rows come in LRU order above).
+    const order = this.db
+      .prepare('SELECT id FROM chunk_cache WHERE uploaded = 0 AND resident = 1 ORDER BY seq')
+      .all() as {
+      id: string;
+    }[];
+    this.uploadQueue.length = 0;
+    for (const { id } of order) if (this.queued.has(id)) this.uploadQueue.push(id);
+    for (const r of this.db.prepare('SELECT id, count FROM chunk_pins').all() as {
+      id: string;
+      count: number;
+    }[]) {
+      this.pins.set(r.id, r.count);
+    }
+    this.peak = this.resident;
+  }
+
+  private touch(e: Entry): void {
+    this.lru.delete(e.id);
+    this.lru.set(e.id, e);
+    this.touched.add(e.id);
+  }
+
+  /** Persist recency in one transaction now and then (per-read writes would cost more than the reads). */
+  private flushTouches(): void {
+    if (this.touched.size === 0) return;
+    const ids = [...this.touched];
+    this.touched.clear();
+    const tx = this.db.transaction(() => {
+      for (const id of ids) if (this.lru.has(id)) this.st.touch.run(this.clock++, id);
+    });
+    tx();
+  }
+
+  private evictable(e: Entry): boolean {
+    return e.uploaded && e.inUse === 0 && !this.pins.has(e.id);
+  }
+
+  /**
+   * Reserve `n` bytes, evicting uploaded unpinned chunks LRU-first. Returns false if that cannot make room now.
+   * Synchronous (unlinkSync) so the accounting never sees a moment above the limit.
+   */
+  private tryReserve(n: number): boolean {
+    if (this.resident + this.reserved + n <= this.limit) {
+      this.reserved += n;
+      return true;
+    }
+    let need = this.resident + this.reserved + n - this.limit;
+    const victims: Entry[] = [];
+    for (const e of this.lru.values()) {
+      if (!this.evictable(e)) continue;
+      victims.push(e);
+      need -= e.stored;
+      if (need <= 0) break;
+    }
+    if (need > 0) return false;
+    for (const e of victims) this.evict(e);
+    this.reserved += n;
+    return true;
+  }
+
+  private evict(e: Entry): void {
+    try {
+      unlinkSync(this.path(e.id));
+    } catch {
+      // already gone: the accounting below is what matters
+    }
+    this.lru.delete(e.id);
+    this.touched.delete(e.id);
+    this.resident -= e.stored;
+    this.st.markEvicted.run(e.id);
+  }
+
+  /** Reserve for a dirty chunk: wait for uploads (back-pressure) rather than overshoot the limit. */
+  private async reserveBlocking(n: number): Promise<void> {
+    while (!this.tryReserve(n)) {
+      const someoneCanFree =
+        this.dirtyBytes > 0 || this.reserved > 0 || [...this.lru.values()].some((e) => e.inUse > 0);
+      if (!someoneCanFree) {
+        throw fsError('ENOSPC', 'chunk cache is full of pinned chunks');
+      }
+      await new Promise<void>((r) => this.spaceWaiters.push(r));
+    }
+  }
+
+  private spaceChanged(): void {
+    const w = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const r of w) r();
+  }
+
+  private release(n: number): void {
+    this.reserved -= n;
+    this.spaceChanged();
+  }
+
+  private noteResident(): void {
+    const r = this.resident + this.reserved;
+    if (r > this.peak) this.peak = r;
+  }
+
+  private async writeFile(id: string, bytes: Uint8Array, durable: boolean): Promise<void> {
+    const sub = id.slice(0, 2);
+    if (!this.madeDirs.has(sub)) {
+      mkdirSync(join(this.cacheDir, sub), { recursive: true });
+      this.madeDirs.add(sub);
+    }
+    const p = this.path(id);
+    const tmp = `${p}.tmp-${randomBytes(4).toString('hex')}`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(bytes);
+      if (durable) await fh.sync();
+    } catch (err) {
+      await fh.close();
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await fh.close();
+    await rename(tmp, p);
+    if (durable) {
+      const dh = await open(join(this.cacheDir, sub), 'r');
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    }
+  }
+
+  // ---- put -------------------------------------------------------------------------------------------------
+
+  async put(chunk: Uint8Array): Promise<ChunkRef> {
+    if (chunk.length > this.chunking.maxSize) {
+      throw new InvalidInputError(`chunk of ${chunk.length} bytes exceeds maxSize ${this.chunking.maxSize}`);
+    }
+    const id = this.crypto.chunkId(chunk);
+    const ref: ChunkRef = { id, size: chunk.length };
+    const e = this.lru.get(id);
+    if (e) {
+      this.touch(e);
+      return ref;
+    }
+    const pending = this.putsInflight.get(id);
+    if (pending) return pending;
+    const row = this.st.row.get(id) as { uploaded: number; resident: number } | undefined;
+    if (row && row.uploaded === 1) return ref; // durable on the remote already; nothing to write
+    const p = this.putNew(id, chunk, ref);
+    this.putsInflight.set(id, p);
+    try {
+      return await p;
+    } finally {
+      this.putsInflight.delete(id);
+    }
+  }
+
+  private async putNew(id: string, chunk: Uint8Array, ref: ChunkRef): Promise<ChunkRef> {
+    const sealed = this.crypto.sealChunk(id, chunk, this.compression);
+    // A fetch of the same chunk (uploaded by another replica) may be writing its cache file: let it finish.
+    const fetching = this.inflight.get(id);
+    if (fetching) await fetching.written;
+    const cached = this.lru.get(id);
+    if (cached) {
+      this.touch(cached);
+      return ref;
+    }
+    await this.reserveBlocking(sealed.length);
+    this.noteResident();
+    try {
+      await this.writeFile(id, sealed, this.fsync);
+    } catch (err) {
+      this.release(sealed.length);
+      throw err;
+    }
+    this.st.insert.run({
+      id,
+      size: chunk.length,
+      stored: sealed.length,
+      uploaded: 0,
+      lastUse: this.clock++,
+      seq: this.seq++,
+    });
+    const entry: Entry = { id, size: chunk.length, stored: sealed.length, uploaded: false, inUse: 0 };
+    this.reserved -= sealed.length;
+    this.resident += sealed.length;
+    this.dirtyBytes += sealed.length;
+    this.lru.set(id, entry);
+    this.enqueueUpload(id);
+    this.pumpUploads();
+    return ref;
+  }
+
+  // ---- get, fetch, prefetch --------------------------------------------------------------------------------
+
+  async get(ref: ChunkRef): Promise<Uint8Array> {
+    const e = this.lru.get(ref.id);
+    if (e) {
+      e.inUse++;
+      let sealed: Uint8Array | undefined;
+      try {
+        sealed = await readFile(this.path(ref.id));
+      } catch {
+        sealed = undefined;
+      } finally {
+        e.inUse--;
+        if (e.inUse === 0) this.spaceChanged();
+      }
+      if (sealed) {
+        try {
+          const plain = this.crypto.openChunk(ref.id, sealed, ref.size);
+          if (this.lru.has(ref.id)) this.touch(e);
+          return plain;
+        } catch (err) {
+          if (!(err instanceof ChunkCorruptError)) throw err;
+          if (!e.uploaded) {
+            this.dropDirty(e, `its only (cached) copy is corrupt: ${err.message}`);
+            throw err;
+          }
+          this.log(`cached copy of chunk ${ref.id} is corrupt (${err.message}); refetching`);
+        }
+      } else if (!e.uploaded) {
+        this.dropDirty(e, 'its only (cached) copy is missing');
+        throw new ChunkCorruptError(ref.id, 'missing from the local cache and never uploaded');
+      }
+      if (this.lru.get(ref.id) === e && e.inUse === 0) this.evict(e);
+    }
+    const f = this.fetch(ref);
+    const sealed = await f.bytes;
+    try {
+      return this.crypto.openChunk(ref.id, sealed, ref.size);
+    } catch (err) {
+      if (err instanceof ChunkCorruptError) {
+        this.log(`remote copy of chunk ${ref.id} is corrupt: ${err.message}`);
+        await f.written;
+        const bad = this.lru.get(ref.id);
+        if (bad && bad.inUse === 0) this.evict(bad);
+      }
+      throw err;
+    }
+  }
+
+  /** One shared fetch per chunk: later readers join the one in flight. The cache copy is written behind it. */
+  private fetch(ref: ChunkRef): Inflight {
+    const cur = this.inflight.get(ref.id);
+    if (cur) return cur;
+    let doneWriting!: () => void;
+    const written = new Promise<void>((r) => (doneWriting = r));
+    const bytes = this.fetchRemote(ref);
+    const f: Inflight = { bytes, written };
+    this.inflight.set(ref.id, f);
+    bytes.then(
+      (b) => {
+        this.cacheFetched(ref, b).finally(() => {
+          this.inflight.delete(ref.id);
+          doneWriting();
+        });
+      },
+      () => {
+        this.inflight.delete(ref.id);
+        doneWriting();
+      },
+    );
+    return f;
+  }
+
+  private async fetchRemote(ref: ChunkRef): Promise<Uint8Array> {
+    const key = remoteKey(ref.id);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const b = await this.remote.get(key);
+        if (b.length > ref.size + SEAL_OVERHEAD || b.length < SEAL_OVERHEAD) {
+          this.log(`remote copy of chunk ${ref.id} has an impossible size ${b.length}`);
+          throw new ChunkCorruptError(
+            ref.id,
+            `remote object has ${b.length} bytes for a ${ref.size}-byte chunk`,
+          );
+        }
+        return b;
+      } catch (err) {
+        if (err instanceof RemoteNotFoundError) {
+          this.log(`chunk ${ref.id} is missing on the remote`);
+          throw new ChunkCorruptError(ref.id, 'missing on the remote');
+        }
+        if (err instanceof ChunkCorruptError || attempt >= 3 || this.closed) throw err;
+        await sleep(50 * attempt);
+      }
+    }
+  }
+
+  /** Keep a fetched chunk if room can be made without waiting; a full cache of pinned/dirty chunks skips it. */
+  private async cacheFetched(ref: ChunkRef, sealed: Uint8Array): Promise<void> {
+    // A put of the same bytes in progress owns the cache file (as a dirty chunk); do not race it.
+    if (this.closed || this.lru.has(ref.id) || this.putsInflight.has(ref.id)) return;
+    if (!this.tryReserve(sealed.length)) return;
+    this.noteResident();
+    try {
+      await this.writeFile(ref.id, sealed, false); // refetchable: a torn file fails verification and is refetched
+    } catch {
+      this.release(sealed.length);
+      return;
+    }
+    this.st.insert.run({
+      id: ref.id,
+      size: ref.size,
+      stored: sealed.length,
+      uploaded: 1,
+      lastUse: this.clock++,
+      seq: null,
+    });
+    this.reserved -= sealed.length;
+    this.resident += sealed.length;
+    this.lru.set(ref.id, { id: ref.id, size: ref.size, stored: sealed.length, uploaded: true, inUse: 0 });
+    this.spaceChanged();
+  }
+
+  /** Readahead hint: fetch these into the cache in the background, a few at a time. Never throws. */
+  prefetch(refs: readonly ChunkRef[]): void {
+    if (this.closed) return;
+    for (const r of refs) {
+      if (!this.lru.has(r.id) && !this.inflight.has(r.id)) this.prefetchQueue.push(r);
+    }
+    this.pumpPrefetch();
+  }
+
+  private pumpPrefetch(): void {
+    while (this.prefetchActive < this.fetchConcurrency && this.prefetchQueue.length > 0) {
+      const r = this.prefetchQueue.shift()!;
+      if (this.lru.has(r.id) || this.inflight.has(r.id)) continue;
+      this.prefetchActive++;
+      const f = this.fetch(r);
+      f.written
+        .then(() => f.bytes)
+        .catch(() => undefined)
+        .finally(() => {
+          this.prefetchActive--;
+          this.pumpPrefetch();
+        });
+    }
+  }
+
+  // ---- explicit pins ----------------------------------------------------------------------------------------
+
+  /**
+   * Keep these chunks local (offline use): counted pins, persisted; fetches the missing ones. ENOSPC if the cache
+   * cannot hold them without exceeding its limit.
+   */
+  async pin(refs: readonly ChunkRef[]): Promise<void> {
+    const tx = this.db.transaction(() => {
+      for (const r of refs) {
+        const n = (this.pins.get(r.id) ?? 0) + 1;
+        this.pins.set(r.id, n);
+        this.st.setPin.run(r.id, n);
+      }
+    });
+    tx();
+    for (const r of refs) {
+      if (this.lru.has(r.id)) continue;
+      const f = this.fetch(r);
+      const sealed = await f.bytes;
+      this.crypto.openChunk(r.id, sealed, r.size); // verify before promising it is available offline
+      await f.written;
+      if (!this.lru.has(r.id)) {
+        throw fsError('ENOSPC', `chunk cache cannot hold pinned chunk ${r.id} within its limit`);
+      }
+    }
+  }
+
+  unpin(refs: readonly ChunkRef[]): void {
+    const tx = this.db.transaction(() => {
+      for (const r of refs) {
+        const n = (this.pins.get(r.id) ?? 0) - 1;
+        if (n > 0) {
+          this.pins.set(r.id, n);
+          this.st.setPin.run(r.id, n);
+        } else {
+          this.pins.delete(r.id);
+          this.st.deletePin.run(r.id);
+        }
+      }
+    });
+    tx();
+    this.spaceChanged();
+  }
+
+  // ---- uploads -----------------------------------------------------------------------------------------------
+
+  private enqueueUpload(id: string): void {
+    if (this.queued.has(id)) return;
+    this.queued.add(id);
+    this.uploadQueue.push(id);
+  }
+
+  private pumpUploads(): void {
+    while (!this.closed && this.uploadWorkers < this.uploadConcurrency && this.uploadQueue.length > 0) {
+      this.uploadWorkers++;
+      void this.uploadWorker();
+    }
+  }
+
+  private async uploadWorker(): Promise<void> {
+    try {
+      while (!this.closed) {
+        const id = this.uploadQueue.shift();
+        if (id === undefined) break;
+        this.uploading.add(id);
+        try {
+          await this.uploadOne(id);
+        } finally {
+          this.uploading.delete(id);
+        }
+      }
+    } finally {
+      this.uploadWorkers--;
+      this.checkFlushed();
+    }
+  }
+
+  private async uploadOne(id: string): Promise<void> {
+    const e = this.lru.get(id);
+    if (!e || e.uploaded) {
+      this.queued.delete(id);
+      return;
+    }
+    e.inUse++;
+    try {
+      let bytes: Uint8Array;
+      try {
+        bytes = await readFile(this.path(id));
+      } catch {
+        this.dropDirty(e, 'its only (cached) copy is missing');
+        return;
+      }
+      for (let attempt = 1; !this.closed; attempt++) {
+        if (this.lru.get(id) !== e) return; // dropped as corrupt while we were retrying
+        try {
+          await this.remote.putIfAbsent(remoteKey(id), bytes);
+          break;
+        } catch (err) {
+          const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 20));
+          const jittered = Math.round(delay * (0.5 + Math.random() * 0.5));
+          if ((attempt & (attempt - 1)) === 0) {
+            this.log(
+              `upload of chunk ${id} failed (attempt ${attempt}): ${(err as Error).message}; retrying`,
+            );
+          }
+          await this.sleepCancellable(jittered);
+        }
+      }
+      if (this.closed) {
+        // Still dirty in the index: the next open resumes it.
+        this.uploadQueue.unshift(id);
+        return;
+      }
+      if (this.lru.get(id) !== e || e.uploaded) return; // dropped as corrupt meanwhile
+      e.uploaded = true;
+      this.st.markUploaded.run(id);
+      this.dirtyBytes -= e.stored;
+      this.queued.delete(id);
+      const ws = this.uploadWaiters.get(id);
+      if (ws) {
+        this.uploadWaiters.delete(id);
+        for (const w of ws) w.resolve();
+      }
+    } finally {
+      e.inUse--;
+      this.spaceChanged();
+    }
+  }
+
+  /** A dirty chunk whose only copy is gone or corrupt: forget it (loudly) so it is never uploaded as garbage. */
+  private dropDirty(e: Entry, reason: string): void {
+    this.log(`dirty chunk ${e.id} is lost: ${reason}; it was never uploaded`);
+    if (this.lru.get(e.id) !== e) return;
+    try {
+      unlinkSync(this.path(e.id));
+    } catch {
+      // already gone
+    }
+    this.lru.delete(e.id);
+    this.touched.delete(e.id);
+    this.resident -= e.stored;
+    this.dirtyBytes -= e.stored;
+    this.st.deleteRow.run(e.id);
+    const i = this.uploadQueue.indexOf(e.id);
+    if (i >= 0) this.uploadQueue.splice(i, 1);
+    this.queued.delete(e.id);
+    const ws = this.uploadWaiters.get(e.id);
+    this.uploadWaiters.delete(e.id);
+    for (const w of ws ?? []) w.reject(new ChunkCorruptError(e.id, reason));
+    this.spaceChanged();
+    this.checkFlushed();
+  }
+
+  private sleepCancellable(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+
+  private checkFlushed(): void {
+    if (this.queued.size === 0 && this.uploading.size === 0) {
+      const w = this.flushWaiters;
+      this.flushWaiters = [];
+      for (const r of w) r();
+    } else {
+      this.pumpUploads();
+    }
+  }
+
+  /** Resolves when every chunk put so far has been uploaded (retrying while the remote is down). */
+  flushUploads(): Promise<void> {
+    if (this.queued.size === 0 && this.uploading.size === 0) return Promise.resolve();
+    return new Promise((r) => this.flushWaiters.push(r));
+  }
+
+  /**
+   * Resolves when these chunks are on the remote (ids never put here count as uploaded); rejects with
+   * ChunkCorruptError if one was lost before it could be uploaded. Sync pushes op batches only after this.
+   */
+  async whenUploaded(ids: readonly string[]): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const id of ids) {
+      if (!this.queued.has(id)) continue;
+      waits.push(
+        new Promise((resolve, reject) => {
+          const ws = this.uploadWaiters.get(id) ?? [];
+          ws.push({ resolve, reject });
+          this.uploadWaiters.set(id, ws);
+        }),
+      );
+    }
+    await Promise.all(waits);
+  }
+
+  stats(): ChunkStoreStats {
+    let pinnedBytes = 0;
+    for (const id of this.pins.keys()) pinnedBytes += this.lru.get(id)?.stored ?? 0;
+    return {
+      cacheLimitBytes: this.limit,
+      residentBytes: this.resident + this.reserved,
+      residentChunks: this.lru.size,
+      dirtyBytes: this.dirtyBytes,
+      pendingUploads: this.queued.size,
+      pinnedBytes,
+      peakResidentBytes: this.peak,
+    };
+  }
+
+  /** Stop uploads and timers and persist recency. Dirty chunks stay queued in the index for the next open. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.touchTimer) clearInterval(this.touchTimer);
+    for (const s of [...this.sleepers]) s();
+    while (this.uploadWorkers > 0 || this.inflight.size > 0) await sleep(5);
+    this.flushTouches();
+    this.spaceChanged();
+  }
+}
+
+/** Where a chunk lives on the remote (DESIGN.md §5). */
+export function remoteKey(id: string): string {
+  return `chunks/${id.slice(0, 2)}/${id}`;
+}
+
+function migrate(db: Database): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS chunk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+  const row = db.prepare(`SELECT value FROM chunk_meta WHERE key = 'schema_version'`).get() as
+    { value: string } | undefined;
+  const v = row ? Number(row.value) : 0;
+  if (v > CHUNK_SCHEMA_VERSION) {
+    throw new InvalidInputError(`chunk index schema ${v} is newer than this arbor understands`);
+  }
+  if (v === CHUNK_SCHEMA_VERSION) return;
+  db.transaction(() => {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS chunk_cache (
+        id TEXT PRIMARY KEY,      -- keyed chunk id, hex
+        size INTEGER NOT NULL,    -- plaintext bytes
+        stored INTEGER NOT NULL,  -- encrypted bytes in the cache file
+        uploaded INTEGER NOT NULL,-- 1 once on the remote; 0 = dirty (the upload queue)
+        resident INTEGER NOT NULL,-- 1 while a cache file holds it
+        last_use INTEGER NOT NULL,-- logical clock, for LRU across restarts
+        seq INTEGER               -- put order, for upload order
+      );
+      CREATE INDEX IF NOT EXISTS chunk_cache_dirty ON chunk_cache (uploaded, seq);
+      CREATE TABLE IF NOT EXISTS chunk_pins (id TEXT PRIMARY KEY, count INTEGER NOT NULL);
+    `);
+    db.prepare(`INSERT OR REPLACE INTO chunk_meta (key, value) VALUES ('schema_version', ?)`).run(
+      String(CHUNK_SCHEMA_VERSION),
+    );
+  })();
+}

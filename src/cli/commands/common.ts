@@ -1,0 +1,38 @@
+// Helpers shared by CLI commands: cache-size arguments, opening a workspace for one command, output.
+import { InvalidInputError } from '../../errors.js';
+import { parseSize } from '../size.js';
+import { DEFAULT_CACHE_BYTES, openWorkspace, type OpenOptions, type Workspace } from '../workspace.js';
+
+/** `[max-local-MB]` positional (syncer style) or `--cache-size`; both given must agree. */
+export function cacheBytesFrom(maxMb: string | undefined, cacheSize: string | undefined): number {
+  let fromMb: number | undefined;
+  if (maxMb !== undefined) {
+    if (!/^\d+$/.test(maxMb) || Number(maxMb) <= 0) {
+      throw new InvalidInputError(`max-local-MB must be a positive whole number of MB, not '${maxMb}'`);
+    }
+    fromMb = Number(maxMb) * 1024 * 1024;
+  }
+  const fromSize = cacheSize === undefined ? undefined : parseSize(cacheSize);
+  if (fromMb !== undefined && fromSize !== undefined && fromMb !== fromSize) {
+    throw new InvalidInputError('give the cache size once: either max-local-MB or --cache-size');
+  }
+  return fromMb ?? fromSize ?? DEFAULT_CACHE_BYTES;
+}
+
+/** Open `dir`, run `fn`, always close (releasing the lock). */
+export async function withWorkspace<T>(dir: string, fn: (ws: Workspace) => Promise<T>, opts: OpenOptions = {}): Promise<T> {
+  const ws = await openWorkspace(dir, opts);
+  try {
+    return await fn(ws);
+  } finally {
+    await ws.close();
+  }
+}
+
+export function out(line: string): void {
+  process.stdout.write(line + '\n');
+}
+
+export function note(line: string): void {
+  process.stderr.write(`arbor: ${line}\n`);
+}

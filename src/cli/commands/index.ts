@@ -1,0 +1,19 @@
+// Registers every replication/CLI command owned by the sync work (mount/unmount and demo register themselves).
+import type { Command } from 'commander';
+import { registerClone } from './clone.js';
+import { registerFiles } from './files.js';
+import { registerHistory } from './history.js';
+import { registerInit } from './init.js';
+import { registerMaintenance } from './maintenance.js';
+import { registerStatus } from './status.js';
+import { registerSync } from './sync.js';
+
+export function registerCommands(program: Command): void {
+  registerInit(program);
+  registerClone(program);
+  registerSync(program);
+  registerFiles(program);
+  registerStatus(program);
+  registerHistory(program);
+  registerMaintenance(program);
+}

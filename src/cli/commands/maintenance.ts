@@ -1,0 +1,58 @@
+// `arbor gc <dir>` and `arbor fsck <dir>`.
+import type { Command } from 'commander';
+import { InvalidInputError } from '../../errors.js';
+import { fsck } from '../../sync/fsck.js';
+import { collectGarbage, type Retention } from '../../sync/gc.js';
+import { Replicator } from '../../sync/replicator.js';
+import { parseDuration } from '../size.js';
+import { note, out, withWorkspace } from './common.js';
+
+function parseRetention(keep: string): Retention {
+  if (keep === 'all') return { keep: 'all' };
+  const v = /^(\d+)\s*(?:v|versions?)$/.exec(keep);
+  if (v) return { versions: Math.max(1, Number(v[1])) };
+  const d = /^(\d+)\s*(?:d|days?)$/.exec(keep);
+  if (d) return { days: Number(d[1]) };
+  throw new InvalidInputError(`--keep takes all, N versions (e.g. 10v) or D days (e.g. 30d), not '${keep}'`);
+}
+
+export function registerMaintenance(program: Command): void {
+  program
+    .command('gc')
+    .description('delete remote chunks no replica references any more (after a grace period), pruning history by --keep')
+    .argument('<dir>', 'arbor directory')
+    .option('--keep <policy>', 'history retention: all, N versions (10v) or D days (30d)', 'all')
+    .option('--grace <duration>', 'delete a chunk only once it has been unreferenced this long (e.g. 24h, 0)', '24h')
+    .option('--dry-run', 'report without deleting')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, o: { keep: string; grace: string; dryRun?: boolean; json?: boolean }) => {
+      const retention = parseRetention(o.keep);
+      const graceMs = parseDuration(o.grace);
+      const r = await withWorkspace(dir, (ws) =>
+        collectGarbage(new Replicator(ws), { retention, graceMs, dryRun: o.dryRun === true }),
+      );
+      if (o.json) out(JSON.stringify(r));
+      else
+        note(
+          `gc: ${r.batchesScanned} batches and ${r.checkpointsScanned} checkpoints scanned; ${r.retainedVersions}/${r.versions} versions kept; ` +
+            `${r.liveChunks} live chunks; ${r.unreferenced} of ${r.remoteChunks} remote chunks unreferenced; ` +
+            `${r.deleted} ${o.dryRun ? 'would be ' : ''}deleted, ${r.waiting} waiting out the grace period`,
+        );
+    });
+
+  program
+    .command('fsck')
+    .description('check that every reference resolves and every chunk verifies; exits non-zero with a list of problems')
+    .argument('<dir>', 'arbor directory')
+    .option('--skip-batches', "don't open every published op batch")
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, o: { skipBatches?: boolean; json?: boolean }) => {
+      const r = await withWorkspace(dir, (ws) => fsck(ws, { skipBatches: o.skipBatches === true }));
+      if (o.json) out(JSON.stringify(r));
+      else {
+        for (const p of r.problems) out(p);
+        note(`fsck: ${r.files} files, ${r.chunks} chunks, ${r.batches} batches checked; ${r.problems.length} problem(s)`);
+      }
+      if (r.problems.length > 0) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,45 @@
+// Runs the Remote conformance suite on the directory backend, plus its on-disk specifics.
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { remoteContract } from './contract.js';
+import { DirRemote } from './dir.js';
+import { openRemote } from './index.js';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'arbor-dir-remote-'));
+  dirs.push(d);
+  return d;
+}
+
+remoteContract('dir', async () => new DirRemote(await tempDir()));
+remoteContract('dir via openRemote(file://…)', async () => openRemote(`file://${await tempDir()}/nested/root`), { manyKeys: 1001, largeBytes: 1 << 20 });
+
+describe('dir backend specifics', () => {
+  it('stores objects as plain files under the root and leaves no temp files behind', async () => {
+    const root = await tempDir();
+    const r = new DirRemote(root);
+    await r.putIfAbsent('chunks/ab/abcdef', new Uint8Array([1, 2, 3]));
+    await r.putIfAbsent('chunks/ab/abcdef', new Uint8Array([9]));
+    assert.equal((await stat(join(root, 'chunks/ab/abcdef'))).size, 3);
+    assert.deepEqual(await readdir(join(root, '.arbor-tmp')), []);
+    await r.close();
+  });
+
+  it('a plain relative path opens a dir remote at its absolute path', async () => {
+    const r = await openRemote('some/relative/dir');
+    assert.equal(r.url, `file://${join(process.cwd(), 'some/relative/dir')}`);
+    await r.close();
+  });
+
+  it('ping fails with RemoteUnavailableError when the root is missing', async () => {
+    const r = new DirRemote(join(await tempDir(), 'absent'));
+    await assert.rejects(r.ping(), { code: 'ARBOR_REMOTE_UNAVAILABLE' });
+  });
+});

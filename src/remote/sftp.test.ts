@@ -1,0 +1,102 @@
+// Runs the Remote conformance suite against the real OpenSSH server that scripts/servers/sshd.sh starts.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { remoteContract } from './contract.js';
+import { checkReachable } from './index.js';
+import { SftpRemote } from './sftp.js';
+import { inCI, serverEnv } from './test-env.js';
+import { parseRemoteUrl, type SftpLocation } from './url.js';
+
+const cfg = serverEnv(['ARBOR_TEST_SFTP_URL', 'ARBOR_TEST_SFTP_KEY'] as const);
+
+const cleanups: Array<() => Promise<void>> = [];
+after(async () => {
+  for (const c of cleanups) await c();
+});
+
+async function freshSftp(url: string, key: string, knownHosts?: string): Promise<{ remote: SftpRemote; path: string }> {
+  const loc = parseRemoteUrl(url) as SftpLocation;
+  const path = `${loc.path}/run-${randomBytes(6).toString('hex')}`;
+  const kh = knownHosts ?? join(await mkdtemp(join(tmpdir(), 'arbor-kh-')), 'known_hosts');
+  const remote = new SftpRemote({ ...loc, path, keyPath: key }, { knownHostsFile: kh });
+  // The server runs on this machine: remove the run's directory directly afterwards.
+  cleanups.push(() => rm(path, { recursive: true, force: true }));
+  return { remote, path };
+}
+
+if ('missing' in cfg) {
+  describe('SFTP remote (OpenSSH)', () => {
+    if (inCI) it('needs the sshd server', () => assert.fail(cfg.missing));
+    else it.skip(`skipped: ${cfg.missing}`, () => undefined);
+  });
+} else {
+  const { ARBOR_TEST_SFTP_URL: url, ARBOR_TEST_SFTP_KEY: key } = cfg.env;
+  remoteContract('sftp (OpenSSH)', async () => (await freshSftp(url, key)).remote);
+
+  describe('SFTP backend specifics', () => {
+    it('records the host key on first use and refuses a changed one', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'arbor-kh-'));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const kh = join(dir, 'known_hosts');
+      const a = (await freshSftp(url, key, kh)).remote;
+      try {
+        assert.equal(await a.putIfAbsent('k', new Uint8Array([1])), true);
+        assert.equal((await checkReachable(a)).reachable, true);
+      } finally {
+        await a.close();
+      }
+      const recorded = await readFile(kh, 'utf8');
+      assert.match(recorded, /^\[127\.0\.0\.1\]:\d+ ssh-ed25519 AAAA/);
+      // Same key again: accepted.
+      const b = (await freshSftp(url, key, kh)).remote;
+      try {
+        assert.equal(await b.exists('nothing'), false);
+      } finally {
+        await b.close();
+      }
+      // Tamper with the record: the connection is refused with a clear, final error.
+      const fake = recorded.replace(/ (\S+)\n$/, ` ${Buffer.from(randomBytes(51)).toString('base64')}\n`);
+      await writeFile(kh, fake);
+      const c = (await freshSftp(url, key, kh)).remote;
+      try {
+        const t0 = Date.now();
+        await assert.rejects(c.exists('x'), /host key .* differs/);
+        assert.ok(Date.now() - t0 < 5000, 'a host key mismatch must not be retried');
+      } finally {
+        await c.close();
+      }
+    });
+
+    it('uses one connection for many operations (no connection per object)', async () => {
+      const { remote } = await freshSftp(url, key);
+      const r = remote as unknown as { connect: () => Promise<unknown> };
+      let connects = 0;
+      const orig = r.connect.bind(remote);
+      r.connect = () => {
+        connects++;
+        return orig();
+      };
+      await Promise.all(Array.from({ length: 50 }, (_, i) => remote.putIfAbsent(`c/${i}`, randomBytes(100))));
+      assert.equal((await remote.list('c/')).length, 50);
+      assert.equal(connects, 1);
+      await remote.close();
+    });
+
+    it('wrong key fails with a clear final error', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'arbor-key-'));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const { execFileSync } = await import('node:child_process');
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'k')]);
+      const loc = parseRemoteUrl(url) as SftpLocation;
+      const r = new SftpRemote({ ...loc, keyPath: join(dir, 'k') }, { knownHostsFile: join(dir, 'kh') });
+      const res = await checkReachable(r);
+      assert.equal(res.reachable, false);
+      assert.match((res as { error: string }).error, /authentication failed/);
+      await r.close();
+    });
+  });
+}

@@ -1,0 +1,134 @@
+// The sealed on-remote forms of op batches (ops/<replica>/<seq>) and checkpoints (checkpoints/<replica>/<seq>):
+// JSON inside FsCrypto's authenticated objects, with shape checks on the way in. Knows no transport or tree logic.
+import type { FsCrypto } from '../chunks/crypto.js';
+import { InvalidInputError } from '../errors.js';
+import type { TreeOp, TreeOpBatch } from '../tree/types.js';
+
+export const SEQ_DIGITS = 16;
+const REPLICA = /^[A-Za-z0-9_-]{1,32}$/;
+
+export function seqName(seq: number): string {
+  return String(seq).padStart(SEQ_DIGITS, '0');
+}
+export function opsKey(replica: string, seq: number): string {
+  return `ops/${replica}/${seqName(seq)}`;
+}
+export function checkpointKey(replica: string, seq: number): string {
+  return `checkpoints/${replica}/${seqName(seq)}`;
+}
+
+/** Parses `<prefix>/<replica>/<16 digits>`; undefined for anything else (temp files, foreign objects). */
+export function parseSeqKey(prefix: 'ops' | 'checkpoints', key: string): { replica: string; seq: number } | undefined {
+  const m = /^([a-z]+)\/([^/]+)\/(\d{16})$/.exec(key);
+  if (!m || m[1] !== prefix || !REPLICA.test(m[2]!)) return undefined;
+  const seq = Number(m[3]);
+  return Number.isSafeInteger(seq) && seq > 0 ? { replica: m[2]!, seq } : undefined;
+}
+
+function bad(what: string, key: string): InvalidInputError {
+  return new InvalidInputError(`remote object ${key}: ${what}`, 'ARBOR_BAD_BATCH');
+}
+
+function isTs(v: unknown): boolean {
+  const t = v as { counter?: unknown; replica?: unknown } | null;
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.counter === 'number' &&
+    Number.isSafeInteger(t.counter) &&
+    t.counter >= 0 &&
+    typeof t.replica === 'string' &&
+    REPLICA.test(t.replica)
+  );
+}
+
+/** Shape check of one op (the tree validates semantics; this keeps malformed JSON from reaching it). */
+export function checkOp(op: unknown, key: string): TreeOp {
+  const o = op as Record<string, unknown> | null;
+  if (typeof o !== 'object' || o === null || !isTs(o.ts)) throw bad('op without a valid timestamp', key);
+  switch (o.type) {
+    case 'move':
+      if (typeof o.parent !== 'string' || typeof o.child !== 'string' || typeof o.meta !== 'object' || o.meta === null) {
+        throw bad('malformed move', key);
+      }
+      break;
+    case 'set':
+      if (typeof o.node !== 'string' || typeof o.fields !== 'object' || o.fields === null) throw bad('malformed set', key);
+      break;
+    case 'version': {
+      const v = o.version as Record<string, unknown> | null;
+      if (typeof o.node !== 'string' || typeof v !== 'object' || v === null || !Array.isArray(v.chunks)) {
+        throw bad('malformed version', key);
+      }
+      for (const c of v.chunks as unknown[]) {
+        const r = c as { id?: unknown; size?: unknown } | null;
+        if (typeof r?.id !== 'string' || !/^[0-9a-f]{64}$/.test(r.id) || typeof r.size !== 'number') {
+          throw bad('malformed chunk reference', key);
+        }
+      }
+      break;
+    }
+    default:
+      throw bad(`unknown op type ${String(o.type)}`, key);
+  }
+  return o as unknown as TreeOp;
+}
+
+export function sealBatch(crypto: FsCrypto, batch: TreeOpBatch): Uint8Array {
+  const key = opsKey(batch.replica, batch.seq);
+  return crypto.sealObject('ops', key, Buffer.from(JSON.stringify(batch)));
+}
+
+/** Open and check a batch; its replica and seq must match the key it was stored under. */
+export function openBatch(crypto: FsCrypto, key: string, sealed: Uint8Array): TreeOpBatch {
+  const where = parseSeqKey('ops', key);
+  if (!where) throw bad('not an op batch key', key);
+  const b = JSON.parse(Buffer.from(crypto.openObject('ops', key, sealed)).toString('utf8')) as Record<string, unknown>;
+  if (b.version !== 1 || b.replica !== where.replica || b.seq !== where.seq || !Array.isArray(b.ops)) {
+    throw bad('batch header does not match its name', key);
+  }
+  return { version: 1, replica: where.replica, seq: where.seq, ops: b.ops.map((o) => checkOp(o, key)) };
+}
+
+/**
+ * A checkpoint: a compacted op set equivalent to a replica's state after applying every peer's batches up to
+ * `positions` (its own included), so a clone applies it once and then pulls only later batches.
+ */
+export interface Checkpoint {
+  readonly version: 1;
+  readonly replica: string;
+  readonly seq: number;
+  readonly positions: Readonly<Record<string, number>>;
+  readonly ops: readonly TreeOp[];
+  /** Wall-clock ms when written. */
+  readonly time: number;
+}
+
+export function sealCheckpoint(crypto: FsCrypto, cp: Checkpoint): Uint8Array {
+  return crypto.sealObject('checkpoint', checkpointKey(cp.replica, cp.seq), Buffer.from(JSON.stringify(cp)));
+}
+
+export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array): Checkpoint {
+  const where = parseSeqKey('checkpoints', key);
+  if (!where) throw bad('not a checkpoint key', key);
+  const c = JSON.parse(Buffer.from(crypto.openObject('checkpoint', key, sealed)).toString('utf8')) as Record<
+    string,
+    unknown
+  >;
+  if (c.version !== 1 || c.replica !== where.replica || c.seq !== where.seq || !Array.isArray(c.ops)) {
+    throw bad('checkpoint header does not match its name', key);
+  }
+  const positions = c.positions as Record<string, unknown>;
+  if (typeof positions !== 'object' || positions === null) throw bad('checkpoint without positions', key);
+  for (const [r, s] of Object.entries(positions)) {
+    if (!REPLICA.test(r) || typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) throw bad('bad position', key);
+  }
+  return {
+    version: 1,
+    replica: where.replica,
+    seq: where.seq,
+    positions: positions as Record<string, number>,
+    ops: c.ops.map((o) => checkOp(o, key)),
+    time: typeof c.time === 'number' ? c.time : 0,
+  };
+}

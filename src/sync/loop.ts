@@ -1,0 +1,149 @@
+// The background sync loop of a mounted replica: sync every interval and soon after local changes, jittered backoff
+// while the remote is unreachable, changes reported for kernel cache invalidation, a control socket for other
+// commands. Knows nothing of FUSE (the mount passes onChanges).
+import type { TreeChange } from '../tree/types.js';
+import { serveControl } from './control.js';
+import { Replicator, type ReplicatorOptions, type SyncContext, type SyncReport } from './replicator.js';
+
+export interface SyncLoopOptions extends ReplicatorOptions {
+  /** Called with what each pull changed (non-empty only), after the tree applied it. */
+  onChanges?: (change: TreeChange) => void;
+  /** Regular sync interval. Default 5000 ms. */
+  intervalMs?: number;
+  /** Delay between a local change and the push it triggers (coalesces bursts). Default 300 ms. */
+  pushDelayMs?: number;
+  /** Backoff while the remote is unreachable: first delay and cap. Default 1 s .. 60 s, jittered. */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** Serve the control socket here (e.g. <dir>/control.sock) so `arbor sync/status <dir>` reach this process. */
+  socketPath?: string;
+  /** One line per state change (unreachable, reachable again); default silent. */
+  log?: (line: string) => void;
+}
+
+export interface SyncLoopStatus {
+  readonly running: boolean;
+  readonly reachable: boolean | undefined;
+  readonly lastSync: number | undefined;
+  readonly lastError: string | undefined;
+  readonly failures: number;
+  readonly pending: { localBatches: number; chunks: number };
+}
+
+export interface SyncLoop {
+  readonly replicator: Replicator;
+  /** Sync now (waits for a running cycle first). Rejects when the remote is unreachable. */
+  syncNow(opts?: { checkpoint?: boolean }): Promise<SyncReport>;
+  status(): SyncLoopStatus;
+  /** Stop the loop (a running cycle finishes first) and the control socket. */
+  stop(): Promise<void>;
+}
+
+export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}): Promise<SyncLoop> {
+  const replicator = new Replicator(ctx, opts);
+  const interval = opts.intervalMs ?? 5000;
+  const pushDelay = opts.pushDelayMs ?? 300;
+  const base = opts.backoffBaseMs ?? 1000;
+  const cap = opts.backoffMaxMs ?? 60_000;
+  let running = true;
+  let timer: NodeJS.Timeout | undefined;
+  let dueAt = 0;
+  let failures = 0;
+  let reachable: boolean | undefined;
+  let lastSync: number | undefined;
+  let lastError: string | undefined;
+  let cycle: Promise<void> = Promise.resolve();
+
+  const runOnce = async (checkpoint = false): Promise<SyncReport> => {
+    const report = await replicator.sync({ checkpoint });
+    if (report.change.nodes.length > 0 || report.change.dirs.length > 0) opts.onChanges?.(report.change);
+    return report;
+  };
+
+  const schedule = (ms: number): void => {
+    if (!running) return;
+    const at = Date.now() + ms;
+    if (timer !== undefined && dueAt <= at) return; // an earlier wake-up is already set
+    if (timer !== undefined) clearTimeout(timer);
+    dueAt = at;
+    timer = setTimeout(tick, ms);
+    timer.unref();
+  };
+
+  const tick = (): void => {
+    timer = undefined;
+    cycle = cycle.then(async () => {
+      if (!running) return;
+      try {
+        await runOnce();
+        if (reachable === false) opts.log?.('remote reachable again; caught up');
+        reachable = true;
+        failures = 0;
+        lastSync = Date.now();
+        lastError = undefined;
+        schedule(interval);
+      } catch (err) {
+        failures++;
+        lastError = err instanceof Error ? err.message : String(err);
+        if (reachable !== false) opts.log?.(`sync failed, working offline and retrying: ${lastError}`);
+        reachable = false;
+        const delay = Math.min(cap, base * 2 ** Math.min(failures - 1, 20));
+        schedule(Math.round(delay * (0.5 + Math.random() / 2)));
+      }
+    });
+  };
+
+  const unlisten = ctx.readOnly
+    ? () => undefined
+    : ctx.tree.onChange((_change, local) => {
+        // Local writes push soon, but never faster than the backoff allows while the remote is down.
+        if (local && failures === 0) schedule(pushDelay);
+      });
+
+  const control = opts.socketPath
+    ? await serveControl(opts.socketPath, async (req) => {
+        if (req === 'sync' || req === 'sync-checkpoint') {
+          const r = await syncNow({ checkpoint: req === 'sync-checkpoint' });
+          return { ...r, change: undefined };
+        }
+        if (req === 'status') return status();
+        throw new Error(`unknown request ${req}`);
+      })
+    : undefined;
+
+  const syncNow = (o: { checkpoint?: boolean } = {}): Promise<SyncReport> => {
+    const p = cycle.then(() => runOnce(o.checkpoint === true));
+    cycle = p.then(
+      () => {
+        reachable = true;
+        failures = 0;
+        lastSync = Date.now();
+      },
+      () => undefined,
+    );
+    return p;
+  };
+
+  const status = (): SyncLoopStatus => ({
+    running,
+    reachable,
+    lastSync,
+    lastError,
+    failures,
+    pending: replicator.pending(),
+  });
+
+  schedule(0);
+  return {
+    replicator,
+    syncNow,
+    status,
+    async stop() {
+      running = false;
+      if (timer !== undefined) clearTimeout(timer);
+      unlisten();
+      await cycle;
+      await control?.close();
+    },
+  };
+}

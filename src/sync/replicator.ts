@@ -1,0 +1,477 @@
+// Replication through the remote: push (chunks first, then the sealed batch, write-once), pull (other replicas' new
+// batches, applied per replica in one tree transaction), checkpoints for fast clone. Knows nothing of FUSE or the CLI.
+import type BetterSqlite3 from 'better-sqlite3';
+import type { FsCrypto } from '../chunks/crypto.js';
+import type { ChunkStore } from '../chunks/types.js';
+import { RemoteUnavailableError } from '../errors.js';
+import { checkReachable } from '../remote/index.js';
+import type { Remote } from '../remote/types.js';
+import type { FileTree } from '../tree/filetree.js';
+import type { ContentVersion, TreeChange, TreeMeta, TreeOp, TreeOpBatch } from '../tree/types.js';
+import {
+  type Checkpoint,
+  checkpointKey,
+  openBatch,
+  openCheckpoint,
+  opsKey,
+  parseSeqKey,
+  sealBatch,
+  sealCheckpoint,
+} from './codec.js';
+import { SyncState } from './state.js';
+
+/** The chunk store as sync needs it: the real CachedChunkStore satisfies it. */
+export interface SyncStore extends ChunkStore {
+  /** Resolves once these chunks are on the remote (ids it never held count as uploaded). */
+  whenUploaded(ids: readonly string[]): Promise<void>;
+  /** Resolves when every chunk put so far is uploaded. */
+  flushUploads?(): Promise<void>;
+  stats?(): { pendingUploads: number; dirtyBytes: number; residentBytes: number; cacheLimitBytes: number };
+}
+
+/** Everything sync touches; an opened workspace (src/cli/workspace.ts) is one. */
+export interface SyncContext {
+  readonly tree: FileTree;
+  readonly store: SyncStore;
+  readonly remote: Remote;
+  readonly crypto: FsCrypto;
+  /** A connection to the same state.sqlite3 the tree uses (sync_* tables live there). */
+  readonly db: BetterSqlite3.Database;
+  readonly replicaId: string;
+  /** Satellites pull but never push. */
+  readonly readOnly: boolean;
+}
+
+export interface ReplicatorOptions {
+  /** Local batches are merged into remote batches of at most this many ops. Default 20000. */
+  maxOpsPerBatch?: number;
+  /** Give up waiting for a batch's chunk uploads after this long (RemoteUnavailableError). Default 120 s. */
+  uploadTimeoutMs?: number;
+  /** Write a checkpoint after this many ops were pushed or applied since the last one. Default 50000; 0 = never. */
+  checkpointEvery?: number;
+  /** Parallel batch fetches when pulling. Default 8. */
+  fetchConcurrency?: number;
+}
+
+export interface Progress {
+  readonly phase: 'list' | 'checkpoint' | 'pull' | 'push';
+  readonly done: number;
+  readonly total: number;
+}
+
+export interface SyncReport {
+  pushedBatches: number;
+  pushedOps: number;
+  pulledBatches: number;
+  pulledOps: number;
+  /** Everything the pull changed, merged (for kernel cache invalidation). */
+  change: TreeChange;
+  /** What is still local only after this sync. */
+  pending: Pending;
+  checkpoint?: number;
+}
+
+export interface Pending {
+  /** Local tree batches not yet on the remote. */
+  localBatches: number;
+  /** Chunks waiting for upload. */
+  chunks: number;
+}
+
+export interface ReplicaLag {
+  readonly replica: string;
+  /** Latest batch seq on the remote. */
+  readonly published: number;
+  /** Batches of it applied here (for this replica: pushed). */
+  readonly applied: number;
+  readonly behind: number;
+}
+
+export function mergeChanges(changes: readonly TreeChange[]): TreeChange {
+  const nodes = new Set<string>();
+  const dirs = new Map<string, Set<string>>();
+  for (const c of changes) {
+    for (const n of c.nodes) nodes.add(n);
+    for (const d of c.dirs) {
+      let s = dirs.get(d.dir);
+      if (s === undefined) dirs.set(d.dir, (s = new Set()));
+      for (const n of d.names) s.add(n);
+    }
+  }
+  return { nodes: [...nodes], dirs: [...dirs].map(([dir, names]) => ({ dir, names: [...names] })) };
+}
+
+const EMPTY: TreeChange = { nodes: [], dirs: [] };
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RemoteUnavailableError(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+function chunkIdsOf(ops: readonly TreeOp[]): string[] {
+  const ids = new Set<string>();
+  for (const op of ops) if (op.type === 'version') for (const c of op.version.chunks) ids.add(c.id);
+  return [...ids];
+}
+
+export class Replicator {
+  readonly state: SyncState;
+  private readonly maxOps: number;
+  private readonly uploadTimeoutMs: number;
+  private readonly checkpointEvery: number;
+  private readonly fetchConcurrency: number;
+  /** One sync at a time: push/pull/checkpoint serialize on this chain. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly ctx: SyncContext,
+    opts: ReplicatorOptions = {},
+  ) {
+    this.state = new SyncState(ctx.db);
+    this.maxOps = opts.maxOpsPerBatch ?? 20_000;
+    this.uploadTimeoutMs = opts.uploadTimeoutMs ?? 120_000;
+    this.checkpointEvery = opts.checkpointEvery ?? 50_000;
+    this.fetchConcurrency = opts.fetchConcurrency ?? 8;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  pending(): Pending {
+    const pushed = this.state.pushed.local;
+    return {
+      localBatches: this.ctx.readOnly ? 0 : Math.max(0, this.ctx.tree.localSeq - pushed),
+      chunks: this.ctx.readOnly ? 0 : (this.ctx.store.stats?.().pendingUploads ?? 0),
+    };
+  }
+
+  /** Push, pull, maybe checkpoint. Throws RemoteUnavailableError when the remote cannot be reached. */
+  sync(opts: { checkpoint?: boolean; onProgress?: (p: Progress) => void } = {}): Promise<SyncReport> {
+    return this.serial(async () => {
+      try {
+        const reach = await checkReachable(this.ctx.remote);
+        if (!reach.reachable) throw new RemoteUnavailableError(`remote unreachable: ${reach.error}`);
+        const pushed = await this.pushNow(opts.onProgress);
+        const pulled = await this.pullNow(opts.onProgress);
+        // Push again: the pull cannot add local ops, but writes made meanwhile should not wait a whole interval.
+        const pushed2 = await this.pushNow();
+        if (!this.ctx.readOnly && this.ctx.store.flushUploads) {
+          await withTimeout(this.ctx.store.flushUploads(), this.uploadTimeoutMs, 'chunk upload');
+        }
+        const moved = pushed.ops + pulled.ops + pushed2.ops;
+        if (moved > 0) this.state.setOpsSinceCheckpoint(this.state.opsSinceCheckpoint + moved);
+        let checkpoint: number | undefined;
+        if (
+          !this.ctx.readOnly &&
+          (opts.checkpoint === true ||
+            (this.checkpointEvery > 0 && this.state.opsSinceCheckpoint >= this.checkpointEvery))
+        ) {
+          checkpoint = await this.writeCheckpointNow();
+        }
+        this.state.setLastSync({ time: Date.now(), ok: true });
+        return {
+          pushedBatches: pushed.batches + pushed2.batches,
+          pushedOps: pushed.ops + pushed2.ops,
+          pulledBatches: pulled.batches,
+          pulledOps: pulled.ops,
+          change: pulled.change,
+          pending: this.pending(),
+          ...(checkpoint !== undefined ? { checkpoint } : {}),
+        };
+      } catch (err) {
+        this.state.setLastSync({ time: Date.now(), ok: false, error: err instanceof Error ? err.message : String(err) });
+        throw err;
+      }
+    });
+  }
+
+  push(): Promise<{ batches: number; ops: number }> {
+    return this.serial(() => this.pushNow());
+  }
+
+  pull(onProgress?: (p: Progress) => void): Promise<{ batches: number; ops: number; change: TreeChange }> {
+    return this.serial(() => this.pullNow(onProgress));
+  }
+
+  // ------------------------------------------------------------------------------------------------ push
+
+  private async pushNow(onProgress?: (p: Progress) => void): Promise<{ batches: number; ops: number }> {
+    if (this.ctx.readOnly) return { batches: 0, ops: 0 };
+    const { tree, remote, crypto, store } = this.ctx;
+    let batches = 0;
+    let ops = 0;
+    const start = this.state.pushed.local;
+    const total = Math.max(0, tree.localSeq - start);
+    for (;;) {
+      let plan = this.state.plan;
+      if (plan === undefined) {
+        const pushed = this.state.pushed;
+        const local = tree.localOpsSince(pushed.local);
+        if (local.length === 0) break;
+        let n = 0;
+        let to = local[0]!.seq;
+        for (const b of local) {
+          if (n > 0 && n + b.ops.length > this.maxOps) break;
+          n += b.ops.length;
+          to = b.seq;
+        }
+        // The plan is persisted before the upload: after a crash the same range is re-sent under the same name,
+        // so a write-once "already exists" means it is ours and done.
+        plan = { rseq: pushed.rseq + 1, from: local[0]!.seq, to };
+        this.state.setPlan(plan);
+      }
+      const p = plan;
+      const merged: TreeOp[] = [];
+      for (const b of tree.localOpsSince(p.from - 1)) {
+        if (b.seq > p.to) break;
+        merged.push(...b.ops);
+      }
+      const batch: TreeOpBatch = { version: 1, replica: this.ctx.replicaId, seq: p.rseq, ops: merged };
+      // Chunks before the batch: no replica ever sees an op whose data is missing (DESIGN.md §5).
+      await withTimeout(store.whenUploaded(chunkIdsOf(merged)), this.uploadTimeoutMs, 'chunk upload');
+      await remote.putIfAbsent(opsKey(this.ctx.replicaId, p.rseq), sealBatch(crypto, batch));
+      this.state.completePlan(p);
+      batches++;
+      ops += merged.length;
+      onProgress?.({ phase: 'push', done: Math.min(total, p.to - start), total });
+    }
+    return { batches, ops };
+  }
+
+  // ------------------------------------------------------------------------------------------------ pull
+
+  /** Every replica's published batch seqs (sorted), from one listing of ops/. */
+  async listPublished(): Promise<Map<string, number[]>> {
+    const byReplica = new Map<string, number[]>();
+    for (const key of await this.ctx.remote.list('ops/')) {
+      const k = parseSeqKey('ops', key);
+      if (!k) continue;
+      let a = byReplica.get(k.replica);
+      if (a === undefined) byReplica.set(k.replica, (a = []));
+      a.push(k.seq);
+    }
+    for (const a of byReplica.values()) a.sort((x, y) => x - y);
+    return byReplica;
+  }
+
+  private async pullNow(onProgress?: (p: Progress) => void): Promise<{ batches: number; ops: number; change: TreeChange }> {
+    const { tree, remote, crypto } = this.ctx;
+    onProgress?.({ phase: 'list', done: 0, total: 0 });
+    const published = await this.listPublished();
+    const positions = tree.peerPositions();
+    const todo: Array<{ replica: string; seqs: number[] }> = [];
+    for (const [replica, seqs] of [...published].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      if (replica === this.ctx.replicaId) continue;
+      const from = positions.get(replica) ?? 0;
+      // Only a contiguous run: a gap means a batch is still being written (or was lost); wait for it.
+      const run: number[] = [];
+      for (const s of seqs) {
+        if (s <= from) continue;
+        if (s !== from + run.length + 1) break;
+        run.push(s);
+      }
+      if (run.length > 0) todo.push({ replica, seqs: run });
+    }
+    const total = todo.reduce((n, t) => n + t.seqs.length, 0);
+    let done = 0;
+    let ops = 0;
+    const changes: TreeChange[] = [];
+    for (const { replica, seqs } of todo) {
+      // Fetch in windows; apply each window as one tree transaction (one undo/redo pass).
+      for (let i = 0; i < seqs.length; i += 64) {
+        const window = seqs.slice(i, i + 64);
+        const batches = await mapLimit(window, this.fetchConcurrency, async (seq) => {
+          const key = opsKey(replica, seq);
+          return openBatch(crypto, key, await remote.get(key));
+        });
+        let group: TreeOp[] = [];
+        let last = 0;
+        const flush = (): void => {
+          if (last === 0) return;
+          changes.push(tree.applyRemote({ version: 1, replica, seq: last, ops: group }));
+          group = [];
+          last = 0;
+        };
+        for (const b of batches) {
+          if (group.length > 0 && group.length + b.ops.length > 4 * this.maxOps) flush();
+          group.push(...b.ops);
+          last = b.seq;
+          ops += b.ops.length;
+        }
+        flush();
+        done += window.length;
+        onProgress?.({ phase: 'pull', done, total });
+      }
+    }
+    return { batches: total, ops, change: changes.length === 0 ? EMPTY : mergeChanges(changes) };
+  }
+
+  /** Published vs applied per replica (status). */
+  async lag(): Promise<ReplicaLag[]> {
+    const published = await this.listPublished();
+    const positions = this.ctx.tree.peerPositions();
+    const out: ReplicaLag[] = [];
+    for (const [replica, seqs] of published) {
+      const pub = seqs[seqs.length - 1] ?? 0;
+      const applied = replica === this.ctx.replicaId ? this.state.pushed.rseq : (positions.get(replica) ?? 0);
+      out.push({ replica, published: pub, applied, behind: Math.max(0, pub - applied) });
+    }
+    return out.sort((a, b) => (a.replica < b.replica ? -1 : 1));
+  }
+
+  // ------------------------------------------------------------------------------------------------ checkpoints
+
+  writeCheckpoint(): Promise<number | undefined> {
+    return this.serial(() => this.writeCheckpointNow());
+  }
+
+  /**
+   * Publish this replica's state as a compacted op set. Only when everything local is pushed (a checkpoint must
+   * not carry ops whose chunks may not be uploaded). Returns the checkpoint seq, or undefined if skipped.
+   */
+  private async writeCheckpointNow(): Promise<number | undefined> {
+    if (this.ctx.readOnly) return undefined;
+    const { tree } = this.ctx;
+    // Read positions and state in one synchronous stretch so no local or remote op lands in between.
+    if (this.state.plan !== undefined || tree.localSeq !== this.state.pushed.local) return undefined;
+    const positions: Record<string, number> = Object.fromEntries(tree.peerPositions());
+    positions[this.ctx.replicaId] = this.state.pushed.rseq;
+    const ops = compactState(this.ctx.db);
+    const seq = this.state.checkpointSeq + 1;
+    const cp: Checkpoint = { version: 1, replica: this.ctx.replicaId, seq, positions, ops, time: Date.now() };
+    await this.ctx.remote.putIfAbsent(checkpointKey(this.ctx.replicaId, seq), sealCheckpoint(this.ctx.crypto, cp));
+    this.state.setCheckpointSeq(seq);
+    this.state.setOpsSinceCheckpoint(0);
+    return seq;
+  }
+
+  /**
+   * For a fresh clone: apply the most advanced published checkpoint (if any), so the pull that follows fetches only
+   * later batches. Returns the ops applied (0 without a checkpoint).
+   */
+  restoreLatestCheckpoint(onProgress?: (p: Progress) => void): Promise<{ ops: number; from?: string }> {
+    return this.serial(async () => {
+      const { remote, crypto, tree } = this.ctx;
+      const newest = new Map<string, number>();
+      for (const key of await remote.list('checkpoints/')) {
+        const k = parseSeqKey('checkpoints', key);
+        if (k && k.seq > (newest.get(k.replica) ?? 0)) newest.set(k.replica, k.seq);
+      }
+      if (newest.size === 0) return { ops: 0 };
+      onProgress?.({ phase: 'checkpoint', done: 0, total: 1 });
+      let best: Checkpoint | undefined;
+      let bestScore = -1;
+      for (const [replica, seq] of newest) {
+        const key = checkpointKey(replica, seq);
+        const cp = openCheckpoint(crypto, key, await remote.get(key));
+        const score = Object.values(cp.positions).reduce((a, b) => a + b, 0);
+        if (score > bestScore) {
+          best = cp;
+          bestScore = score;
+        }
+      }
+      const cp = best!;
+      tree.applyRemote({ version: 1, replica: cp.replica, seq: cp.positions[cp.replica] ?? 0, ops: cp.ops });
+      for (const [replica, seq] of Object.entries(cp.positions)) {
+        if (replica !== cp.replica && replica !== this.ctx.replicaId) {
+          tree.applyRemote({ version: 1, replica, seq, ops: [] });
+        }
+      }
+      onProgress?.({ phase: 'checkpoint', done: 1, total: 1 });
+      return { ops: cp.ops.length, from: checkpointKey(cp.replica, cp.seq) };
+    });
+  }
+}
+
+type Reg = [number, string, unknown];
+
+/** The tree's stored registers as (field, register) pairs: grouped form {g: [[c, r, {field: v}]]} or flat {field: [c, r, v]}. */
+function decodeRegs(text: string): Array<[string, Reg]> {
+  const v = JSON.parse(text) as Record<string, unknown>;
+  const out: Array<[string, Reg]> = [];
+  if (Array.isArray(v.g)) {
+    for (const [c, r, fields] of v.g as Array<[number, string, Record<string, unknown>]>) {
+      for (const [field, value] of Object.entries(fields)) out.push([field, [c, r, value]]);
+    }
+    return out;
+  }
+  for (const [field, r] of Object.entries(v)) if (Array.isArray(r) && r.length === 3) out.push([field, r as Reg]);
+  return out;
+}
+
+/**
+ * The tree's state as an equivalent op set, read from the tree's tables (nodes, log, versions: src/state/db.ts):
+ * each node's placing move (its meta.t is that move's timestamp), every move still in the CRDT log plus the move
+ * that each logged op undoes to, every register write, every content version. Applied in timestamp order this gives
+ * the same tree and the same answers for any op newer than the truncation point, which is all a peer can still send.
+ */
+export function compactState(db: BetterSqlite3.Database): TreeOp[] {
+  const moves = new Map<string, TreeOp>();
+  const addMove = (child: string, parent: string, meta: TreeMeta): void => {
+    const t = meta.t;
+    if (!Array.isArray(t)) return;
+    const ts = { counter: t[0], replica: t[1] };
+    const k = `${ts.counter}.${ts.replica}.${child}`;
+    if (!moves.has(k)) moves.set(k, { type: 'move', ts, parent, meta, child });
+  };
+  const sets = new Map<string, { ts: { counter: number; replica: string }; node: string; fields: Record<string, unknown> }>();
+  for (const row of db.prepare('SELECT id, parent, meta, regs FROM nodes').iterate() as IterableIterator<{
+    id: string;
+    parent: string | null;
+    meta: string | null;
+    regs: string | null;
+  }>) {
+    if (row.parent !== null && row.meta !== null) addMove(row.id, row.parent, JSON.parse(row.meta) as TreeMeta);
+    if (row.regs !== null) {
+      for (const [field, [counter, replica, value]] of decodeRegs(row.regs)) {
+        if (field === 'content' || field.startsWith('~')) continue;
+        const k = `${counter}.${replica}.${row.id}`;
+        let s = sets.get(k);
+        if (s === undefined) sets.set(k, (s = { ts: { counter, replica }, node: row.id, fields: {} }));
+        s.fields[field] = value;
+      }
+    }
+  }
+  for (const row of db.prepare('SELECT counter, replica, op, old FROM log').iterate() as IterableIterator<{
+    counter: number;
+    replica: string;
+    op: string;
+    old: string | null;
+  }>) {
+    const op = JSON.parse(row.op) as { parent: string; meta: TreeMeta; child: string };
+    const ts = { counter: row.counter, replica: row.replica };
+    moves.set(`${ts.counter}.${ts.replica}.${op.child}`, { type: 'move', ts, parent: op.parent, meta: op.meta, child: op.child });
+    if (row.old !== null) {
+      const old = JSON.parse(row.old) as { parent: string; meta: TreeMeta };
+      addMove(op.child, old.parent, old.meta);
+    }
+  }
+  const out: TreeOp[] = [...moves.values()];
+  for (const s of sets.values()) out.push({ type: 'set', ts: s.ts, node: s.node, fields: s.fields as never });
+  for (const row of db.prepare('SELECT node, data FROM versions').iterate() as IterableIterator<{ node: string; data: string }>) {
+    const v = JSON.parse(row.data) as ContentVersion;
+    const dot = v.id.indexOf('.');
+    const ts = { counter: Number(v.id.slice(0, dot)), replica: v.id.slice(dot + 1) };
+    out.push({ type: 'version', ts, node: row.node, version: v });
+  }
+  return out;
+}

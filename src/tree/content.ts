@@ -1,0 +1,271 @@
+// An open file's content: chunk-backed segments plus dirty in-memory and hole segments; reads, writes, truncate,
+// re-chunking into a new chunk list. Knows the ChunkStore interface only; nothing of the tree, SQLite or FUSE.
+import type { ChunkRef, ChunkStore } from '../chunks/types.js';
+
+/** A byte range of the file: part of a stored chunk, dirty bytes in memory, or a hole (zeros). */
+type Seg =
+  | { k: 'c'; ref: ChunkRef; off: number; len: number }
+  | { k: 'm'; buf: Buffer; len: number }
+  | { k: 'z'; len: number };
+
+/** Dirty bytes one open file may hold before it is spilled into chunks (no version is recorded by a spill). */
+export const DEFAULT_DIRTY_LIMIT = 64 * 1024 * 1024;
+const ZERO_PIECE = 1024 * 1024;
+
+/** Cuts a stream of bytes into content-defined chunks as it arrives, storing complete chunks at once. */
+export class Rechunker {
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  readonly out: ChunkRef[] = [];
+
+  constructor(private readonly store: ChunkStore) {}
+
+  async push(data: Uint8Array): Promise<void> {
+    if (data.length === 0) return;
+    this.pending.push(Buffer.from(data.buffer, data.byteOffset, data.length));
+    this.pendingLen += data.length;
+    if (this.pendingLen >= this.store.chunking.maxSize * 2) await this.cut(false);
+  }
+
+  /** Emit a ready chunk unchanged (only valid when nothing is pending, else the pending bytes are closed first). */
+  async pushRef(ref: ChunkRef): Promise<void> {
+    if (this.pendingLen > 0) await this.cut(true);
+    this.out.push(ref);
+  }
+
+  async end(): Promise<ChunkRef[]> {
+    if (this.pendingLen > 0) await this.cut(true);
+    return this.out;
+  }
+
+  private async cut(final: boolean): Promise<void> {
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingLen);
+    const lens = this.store.split(buf, final);
+    let off = 0;
+    for (const len of lens) {
+      this.out.push(await this.store.put(buf.subarray(off, off + len)));
+      off += len;
+    }
+    const rest = buf.subarray(off);
+    this.pending = rest.length > 0 ? [Buffer.from(rest)] : [];
+    this.pendingLen = rest.length;
+  }
+}
+
+/** The content of one open inode, shared by all its handles. Callers serialize operations with `lock`. */
+export class FileContent {
+  private segs: Seg[];
+  private _size: number;
+  private _dirty = 0;
+  /** True when the bytes differ from the version this content was loaded from or last recorded. */
+  changed = false;
+  private tail: Promise<unknown> = Promise.resolve();
+  private cache = new Map<string, Uint8Array>();
+
+  constructor(
+    private readonly store: ChunkStore,
+    chunks: readonly ChunkRef[],
+    size: number,
+    private readonly dirtyLimit = DEFAULT_DIRTY_LIMIT,
+  ) {
+    this.segs = [];
+    this._size = 0;
+    this.load(chunks, size);
+  }
+
+  get size(): number {
+    return this._size;
+  }
+  get dirtyBytes(): number {
+    return this._dirty;
+  }
+
+  /** Replace the content with a stored version (drops dirty data: only call when `changed` is false). */
+  load(chunks: readonly ChunkRef[], size: number): void {
+    this.segs = chunks.map((ref) => ({ k: 'c', ref, off: 0, len: ref.size }));
+    let total = 0;
+    for (const c of chunks) total += c.size;
+    this._size = total;
+    this._dirty = 0;
+    this.changed = false;
+    if (size !== total) this.resize(size);
+    this.changed = false;
+  }
+
+  /** Serialize async operations on this content (FUSE may send overlapping writes). */
+  lock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    if (offset >= this._size || length <= 0) return Buffer.alloc(0);
+    const end = Math.min(this._size, offset + length);
+    const out = Buffer.alloc(end - offset);
+    let pos = 0;
+    for (const s of this.segs) {
+      const sEnd = pos + s.len;
+      if (sEnd > offset && pos < end) {
+        const from = Math.max(offset, pos) - pos;
+        const to = Math.min(end, sEnd) - pos;
+        const dst = Math.max(offset, pos) - offset;
+        if (s.k === 'm') s.buf.copy(out, dst, from, to);
+        else if (s.k === 'c') {
+          const bytes = await this.chunk(s.ref);
+          out.set(bytes.subarray(s.off + from, s.off + to), dst);
+        }
+      }
+      pos = sEnd;
+      if (pos >= end) break;
+    }
+    return out;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<number> {
+    if (data.length === 0) return 0;
+    this.changed = true;
+    const last = this.segs[this.segs.length - 1];
+    const growLimit = this.store.chunking.maxSize * 2 + 1024 * 1024;
+    if (offset === this._size && last?.k === 'm' && last.len + data.length <= Math.max(last.buf.length, growLimit)) {
+      if (last.buf.length - last.len < data.length) {
+        // Amortized growth; buffers made by splitAt have no spare capacity, so this never writes into shared memory.
+        const cap = Math.min(Math.max(last.buf.length * 2, last.len + data.length), Math.max(growLimit, last.len + data.length));
+        const grown = Buffer.allocUnsafe(cap);
+        last.buf.copy(grown, 0, 0, last.len);
+        last.buf = grown;
+      }
+      last.buf.set(data, last.len);
+      last.len += data.length;
+    } else if (offset >= this._size) {
+      if (offset > this._size) this.segs.push({ k: 'z', len: offset - this._size });
+      const cap = Math.max(data.length, Math.min(growLimit, data.length * 4));
+      const buf = Buffer.allocUnsafe(cap);
+      buf.set(data, 0);
+      this.segs.push({ k: 'm', buf, len: data.length });
+    } else {
+      const buf = Buffer.from(data);
+      this.splice(offset, Math.min(data.length, this._size - offset), { k: 'm', buf, len: buf.length });
+    }
+    this._size = Math.max(this._size, offset + data.length);
+    this._dirty += data.length;
+    await this.cutStreamingTail();
+    if (this._dirty > this.dirtyLimit) await this.rechunk();
+    return data.length;
+  }
+
+  truncate(size: number): void {
+    if (size === this._size) return;
+    this.changed = true;
+    this.resize(size);
+  }
+
+  /** Turn all content into chunk references (storing new chunks); returns the chunk list. */
+  async rechunk(): Promise<ChunkRef[]> {
+    const r = new Rechunker(this.store);
+    for (const s of this.segs) {
+      if (s.k === 'c' && s.off === 0 && s.len === s.ref.size) await r.pushRef(s.ref);
+      else if (s.k === 'c') await r.push((await this.chunk(s.ref)).subarray(s.off, s.off + s.len));
+      else if (s.k === 'm') await r.push(s.buf.subarray(0, s.len));
+      else {
+        for (let left = s.len; left > 0; left -= ZERO_PIECE) await r.push(Buffer.alloc(Math.min(left, ZERO_PIECE)));
+      }
+    }
+    const refs = await r.end();
+    this.segs = refs.map((ref) => ({ k: 'c', ref, off: 0, len: ref.size }));
+    this._dirty = 0;
+    return refs;
+  }
+
+  /** Sequential writers: cut the dirty tail into chunks as soon as it is big enough, keeping the unfinished part. */
+  private async cutStreamingTail(): Promise<void> {
+    const n = this.segs.length;
+    const last = this.segs[n - 1];
+    if (last?.k !== 'm' || last.len < this.store.chunking.maxSize * 2) return;
+    // Only when everything before the tail is whole chunks: then the tail starts at a chunk boundary.
+    for (let i = 0; i < n - 1; i++) {
+      const s = this.segs[i]!;
+      if (s.k !== 'c' || s.off !== 0 || s.len !== s.ref.size) return;
+    }
+    const data = last.buf.subarray(0, last.len);
+    const lens = this.store.split(data, false);
+    const refs: Seg[] = [];
+    let off = 0;
+    for (const len of lens) {
+      refs.push({ k: 'c', ref: await this.store.put(data.subarray(off, off + len)), off: 0, len });
+      off += len;
+    }
+    const rest = last.len - off;
+    const buf = Buffer.allocUnsafe(Math.max(rest, last.buf.length));
+    data.copy(buf, 0, off);
+    this.segs.splice(n - 1, 1, ...refs, { k: 'm', buf, len: rest });
+    this._dirty -= off;
+  }
+
+  private resize(size: number): void {
+    if (size > this._size) {
+      this.segs.push({ k: 'z', len: size - this._size });
+    } else {
+      this.splitAt(size);
+      let pos = 0;
+      let i = 0;
+      while (i < this.segs.length && pos < size) pos += this.segs[i++]!.len;
+      for (const s of this.segs.slice(i)) if (s.k === 'm') this._dirty -= s.len;
+      this.segs.length = i;
+    }
+    this._size = size;
+  }
+
+  /** Replace [offset, offset+len) with `seg` (len may be shorter than seg.len when it extends past the end). */
+  private splice(offset: number, len: number, seg: Seg): void {
+    this.splitAt(offset);
+    this.splitAt(offset + len);
+    let pos = 0;
+    let i = 0;
+    while (pos < offset) pos += this.segs[i++]!.len;
+    let j = i;
+    let p2 = pos;
+    while (p2 < offset + len) {
+      const s = this.segs[j++]!;
+      if (s.k === 'm') this._dirty -= s.len;
+      p2 += s.len;
+    }
+    this.segs.splice(i, j - i, seg);
+  }
+
+  /** Make `at` a segment boundary. */
+  private splitAt(at: number): void {
+    let pos = 0;
+    for (let i = 0; i < this.segs.length; i++) {
+      const s = this.segs[i]!;
+      if (at > pos && at < pos + s.len) {
+        const a = at - pos;
+        let left: Seg;
+        let right: Seg;
+        if (s.k === 'c') {
+          left = { k: 'c', ref: s.ref, off: s.off, len: a };
+          right = { k: 'c', ref: s.ref, off: s.off + a, len: s.len - a };
+        } else if (s.k === 'm') {
+          left = { k: 'm', buf: s.buf.subarray(0, a), len: a };
+          right = { k: 'm', buf: s.buf.subarray(a, s.len), len: s.len - a };
+        } else {
+          left = { k: 'z', len: a };
+          right = { k: 'z', len: s.len - a };
+        }
+        this.segs.splice(i, 1, left, right);
+        return;
+      }
+      pos += s.len;
+      if (pos >= at) return;
+    }
+  }
+
+  private async chunk(ref: ChunkRef): Promise<Uint8Array> {
+    const hit = this.cache.get(ref.id);
+    if (hit) return hit;
+    const bytes = await this.store.get(ref);
+    if (this.cache.size >= 4) this.cache.delete(this.cache.keys().next().value as string);
+    this.cache.set(ref.id, bytes);
+    return bytes;
+  }
+}

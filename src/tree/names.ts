@@ -1,0 +1,72 @@
+// Name rules of the visible tree: validation, duplicate-name suffixes, conflict-copy names, readdir cookies.
+// Pure functions; knows nothing of the CRDT, SQLite or FUSE.
+import { fsError } from '../errors.js';
+import type { ReplicaId } from '../crdt/index.js';
+
+export const NAME_MAX = 255;
+
+/** Throws Linux's errno for a name a directory entry cannot have. */
+export function checkName(name: string): void {
+  if (name.length === 0) throw fsError('ENOENT', 'empty name');
+  if (Buffer.byteLength(name) > NAME_MAX) throw fsError('ENAMETOOLONG', 'name longer than 255 bytes');
+  if (name.includes('/') || name.includes('\0')) throw fsError('EINVAL', `bad name: ${name}`);
+}
+
+/** `NAME~REPLICA`: how a later duplicate of a name is shown. */
+export function duplicateName(name: string, replica: ReplicaId): string {
+  return `${name}~${replica}`;
+}
+
+/** Split `NAME~REPLICA` (returns undefined if the name has no such suffix). */
+export function parseDuplicateName(name: string): { base: string; replica: string } | undefined {
+  const at = name.lastIndexOf('~');
+  if (at <= 0) return undefined;
+  const replica = name.slice(at + 1);
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(replica)) return undefined;
+  return { base: name.slice(0, at), replica };
+}
+
+/** YYYYMMDDTHHMMSS of a ns timestamp, UTC. */
+export function compactTime(timeNs: bigint): string {
+  const d = new Date(Number(timeNs / 1_000_000n));
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+  return `${p(d.getUTCFullYear(), 4)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}T${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
+}
+
+/** `NAME.conflict-REPLICA-YYYYMMDDTHHMMSS[.ext]`: the extension (after the last dot, not a leading one) is kept last. */
+export function conflictName(name: string, replica: ReplicaId, timeNs: bigint): string {
+  const dot = name.lastIndexOf('.');
+  const stem = dot > 0 ? name.slice(0, dot) : name;
+  const ext = dot > 0 ? name.slice(dot) : '';
+  return `${stem}.conflict-${replica}-${compactTime(timeNs)}${ext}`;
+}
+
+const CONFLICT = /^(.*)\.conflict-([A-Za-z0-9_-]{1,32})-(\d{8}T\d{6})(\.[^.]*)?$/;
+
+/** Parse a conflict-copy name into the name of the file it belongs to, the replica and the compact time. */
+export function parseConflictName(name: string): { base: string; replica: string; time: string } | undefined {
+  const m = CONFLICT.exec(name);
+  if (!m) return undefined;
+  return { base: m[1]! + (m[4] ?? ''), replica: m[2]!, time: m[3]! };
+}
+
+/**
+ * The readdir cookie of a name: a 48-bit FNV-1a hash (≥ 3; 1 and 2 are `.` and `..`). Entries are listed in cookie
+ * order, so an offset stays valid however the directory changes (an entry added or removed meanwhile may or may not
+ * be seen, as POSIX allows, but no other entry is skipped or repeated).
+ */
+export function nameCookie(name: string): number {
+  let lo = 0x811c9dc5 >>> 0;
+  let hi = 0xcbf2 >>> 0;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    lo ^= c & 0xff;
+    lo ^= (c >>> 8) << 8;
+    // 48-bit multiply by FNV prime 0x0100000001b3, split into 24-bit halves to stay exact in doubles.
+    const a = lo * 0x1b3;
+    const carry = Math.floor(a / 0x1000000);
+    lo = a % 0x1000000;
+    hi = (hi * 0x1b3 + carry + ((lo * 0x100) % 0x1000000)) % 0x1000000;
+  }
+  return hi * 0x1000000 + lo + 3;
+}

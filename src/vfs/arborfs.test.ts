@@ -1,0 +1,272 @@
+// ArborFs without a mount: inode numbers and lookup counts, handles, readdir offsets, errno mapping, invalidation.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { MemoryChunkStore } from '../chunks/memory-store.js';
+import { Errno } from '../errors.js';
+import type { DirBuffer, DirEntry, Entry, RequestContext } from '../fuse/filesystem.js';
+import type { FileHandle, NodeId as Ino, RequestId } from '../fuse/ids.js';
+import { FileTree } from '../tree/filetree.js';
+import { ROOT } from '../tree/types.js';
+import { ArborFs, type KernelNotifier } from './arborfs.js';
+import { InodeTable } from './inodes.js';
+
+const ctx: RequestContext = { uid: 0, gid: 0, pid: 1, unique: 1n as RequestId };
+const user: RequestContext = { uid: 1000, gid: 1000, pid: 1, unique: 1n as RequestId };
+const ino = (n: bigint): Ino => n as Ino;
+const O_RDONLY = 0;
+const O_WRONLY = 1;
+const O_RDWR = 2;
+const O_TRUNC = 0o1000;
+const O_APPEND = 0o2000;
+const O_DIRECT = 0o40000;
+
+async function errno(fn: () => unknown): Promise<number> {
+  try {
+    await fn();
+  } catch (err) {
+    return (err as { errno: number }).errno;
+  }
+  return 0;
+}
+
+/** A DirBuffer that accepts `room` entries. */
+class Buf implements DirBuffer {
+  readonly got: Array<{ e: DirEntry; entry: Entry | null }> = [];
+  constructor(private room = Infinity) {}
+  add(e: DirEntry): boolean {
+    if (this.got.length >= this.room) return false;
+    this.got.push({ e, entry: null });
+    return true;
+  }
+  addPlus(e: DirEntry, entry: Entry | null): boolean {
+    if (this.got.length >= this.room) return false;
+    this.got.push({ e, entry });
+    return true;
+  }
+}
+
+describe('InodeTable', () => {
+  it('root is 1; numbers are never reused; entries live while looked up or open', () => {
+    const t = new InodeTable('root');
+    assert.equal(t.node(1n), 'root');
+    const a = t.lookedUp('a');
+    assert.equal(t.lookedUp('a'), a);
+    assert.equal(t.lookups(a), 2n);
+    t.forget(a, 1n);
+    assert.equal(t.node(a), 'a');
+    t.opened(a);
+    t.forget(a, 1n);
+    assert.equal(t.node(a), 'a', 'an open handle keeps the entry');
+    t.closed(a);
+    assert.throws(() => t.node(a), (e: { errno: number }) => e.errno === Errno.ENOENT);
+    const again = t.lookedUp('a');
+    assert.notEqual(again, a, 'a forgotten node gets a fresh number');
+    t.forget(1n, 100n);
+    assert.equal(t.node(1n), 'root', 'root is never forgotten');
+  });
+
+  it('property: after any interleaving, an entry exists iff its lookups minus forgets > 0 or it is open', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('look', 'forget', 'open', 'close'), fc.integer({ min: 0, max: 3 })), {
+          maxLength: 60,
+        }),
+        (steps) => {
+          const t = new InodeTable('root');
+          const model = new Map<string, { n: bigint; opens: number }>();
+          const names = ['a', 'b', 'c', 'd'];
+          for (const [op, i] of steps) {
+            const name = names[i]!;
+            const m = model.get(name);
+            const cur = t.peek(name);
+            if (op === 'look') {
+              t.lookedUp(name);
+              model.set(name, { n: (m?.n ?? 0n) + 1n, opens: m?.opens ?? 0 });
+            } else if (op === 'forget' && cur !== undefined && m && m.n > 0n) {
+              t.forget(cur, 1n);
+              m.n--;
+            } else if (op === 'open' && cur !== undefined && m) {
+              t.opened(cur);
+              m.opens++;
+            } else if (op === 'close' && cur !== undefined && m && m.opens > 0) {
+              t.closed(cur);
+              m.opens--;
+            }
+            const after = model.get(name);
+            if (after && after.n === 0n && after.opens === 0) model.delete(name);
+          }
+          for (const name of names) {
+            assert.equal(t.peek(name) !== undefined, model.has(name), `entry for ${name}`);
+            if (model.has(name)) assert.equal(t.lookups(t.peek(name)!), model.get(name)!.n);
+          }
+          assert.equal(t.size, 1 + model.size);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('ArborFs over a FileTree', () => {
+  let dir: string;
+  let tree: FileTree;
+  let afs: ArborFs;
+  const notes: string[] = [];
+  const notifier: KernelNotifier = {
+    notifyInvalInode: async (i) => {
+      notes.push(`inode ${i}`);
+      return true;
+    },
+    notifyInvalEntry: async (p, name) => {
+      notes.push(`entry ${p} ${name}`);
+      return true;
+    },
+  };
+  let synced = 0;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'arbor-vfs-'));
+    tree = new FileTree({ store: new MemoryChunkStore(), dbPath: join(dir, 'state.sqlite3'), replica: 'A' });
+    afs = new ArborFs(tree, { syncState: () => void synced++ });
+    afs.attach(notifier);
+  });
+  after(() => {
+    tree.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('every entry reply counts one lookup; forget drops the number; tree ids never reach the kernel', async () => {
+    const d = afs.mkdir(ctx, ino(1n), 'd', 0o755, 0o022);
+    assert.equal(typeof d.ino, 'bigint');
+    assert.ok(BigInt(d.ino) > 1n);
+    assert.equal(afs.inodes.lookups(BigInt(d.ino)), 1n);
+    const again = afs.lookup(ctx, ino(1n), 'd');
+    assert.equal(again.ino, d.ino);
+    assert.equal(afs.inodes.lookups(BigInt(d.ino)), 2n);
+    assert.equal(afs.getattr(ctx, ino(BigInt(d.ino)), undefined).mode, 0o40755);
+    afs.forget(ino(BigInt(d.ino)), 2n);
+    assert.equal(await errno(() => afs.getattr(ctx, ino(BigInt(d.ino)), undefined)), Errno.ENOENT);
+    const fresh = afs.lookup(ctx, ino(1n), 'd');
+    assert.notEqual(fresh.ino, d.ino);
+  });
+
+  it('hard links share one inode number; nlink counts names', async () => {
+    const c = await afs.create(ctx, ino(1n), 'f', 0o644, 0o022, O_WRONLY);
+    await afs.release(ctx, ino(BigInt(c.entry.ino)), c.fh as FileHandle, 0);
+    const l = afs.link(ctx, ino(BigInt(c.entry.ino)), ino(1n), 'g');
+    assert.equal(l.ino, c.entry.ino);
+    assert.equal(l.attr.nlink, 2);
+  });
+
+  it('writes, reads, O_APPEND and O_TRUNC through handles; O_DIRECT asks for direct I/O', async () => {
+    const c = await afs.create(ctx, ino(1n), 'w', 0o600, 0, O_RDWR);
+    const i = ino(BigInt(c.entry.ino));
+    const fh = c.fh as FileHandle;
+    const info = { writeFlags: 0, flags: O_RDWR, lockOwner: 0n as never };
+    assert.equal(await afs.write(ctx, i, fh, 0, Buffer.from('hello world'), info), 11);
+    assert.equal(Buffer.from(await afs.read(ctx, i, fh, 6, 100)).toString(), 'world');
+    await afs.flush(ctx, i, fh, 0n as never);
+    await afs.release(ctx, i, fh, 0);
+    assert.equal(afs.openHandles, 0);
+
+    const a = await afs.open(ctx, i, O_WRONLY | O_APPEND);
+    await afs.write(ctx, i, a.fh as FileHandle, 0, Buffer.from('!'), info);
+    await afs.release(ctx, i, a.fh as FileHandle, 0);
+    const r = await afs.open(ctx, i, O_RDONLY);
+    assert.equal(Buffer.from(await afs.read(ctx, i, r.fh as FileHandle, 0, 100)).toString(), 'hello world!');
+    await afs.release(ctx, i, r.fh as FileHandle, 0);
+
+    const t = await afs.open(ctx, i, O_WRONLY | O_TRUNC | O_DIRECT);
+    assert.equal(t.flags, 1, 'DIRECT_IO');
+    assert.equal(afs.getattr(ctx, i, undefined).size, 0);
+    await afs.fsync(ctx, i, t.fh as FileHandle, false);
+    assert.ok(synced > 0, 'fsync made the state durable');
+    await afs.release(ctx, i, t.fh as FileHandle, 0);
+  });
+
+  it('a file unlinked while open stays readable through its handle', async () => {
+    const c = await afs.create(ctx, ino(1n), 'u', 0o644, 0, O_RDWR);
+    const i = ino(BigInt(c.entry.ino));
+    const fh = c.fh as FileHandle;
+    await afs.write(ctx, i, fh, 0, Buffer.from('still here'), { writeFlags: 0, flags: O_RDWR, lockOwner: 0n as never });
+    await afs.flush(ctx, i, fh, 0n as never);
+    afs.unlink(ctx, ino(1n), 'u');
+    assert.equal(await errno(() => afs.lookup(ctx, ino(1n), 'u')), Errno.ENOENT);
+    assert.equal(afs.getattr(ctx, i, undefined).nlink, 0);
+    assert.equal(Buffer.from(await afs.read(ctx, i, fh, 0, 100)).toString(), 'still here');
+    await afs.release(ctx, i, fh, 0);
+  });
+
+  it('readdirplus counts a lookup only for entries the buffer took; offsets resume without repeats', async () => {
+    const d = afs.mkdir(ctx, ino(1n), 'many', 0o755, 0);
+    const di = ino(BigInt(d.ino));
+    for (let k = 0; k < 20; k++) afs.mkdir(ctx, di, `e${k}`, 0o755, 0);
+    // Forget what mkdir handed out, so only readdirplus counts below.
+    for (let k = 0; k < 20; k++) {
+      const e = afs.lookup(ctx, di, `e${k}`);
+      afs.forget(ino(BigInt(e.ino)), 2n);
+    }
+    const seen: string[] = [];
+    let off = 0n;
+    for (;;) {
+      const b = new Buf(7);
+      afs.readdirplus(ctx, di, 0n as FileHandle, off, b);
+      if (b.got.length === 0) break;
+      for (const { e, entry } of b.got) {
+        seen.push(e.name);
+        if (e.name === '.' || e.name === '..') assert.equal(entry, null);
+        else assert.equal(afs.inodes.lookups(BigInt(e.ino)), 1n, `${e.name} counted once`);
+      }
+      off = b.got[b.got.length - 1]!.e.off;
+    }
+    assert.equal(seen.length, 22);
+    assert.equal(new Set(seen).size, 22);
+    // An entry added mid-listing does not disturb the entries after the offset.
+    const b1 = new Buf(5);
+    afs.readdir(ctx, di, 0n as FileHandle, 0n, b1);
+    afs.mkdir(ctx, di, 'zz-new', 0o755, 0);
+    const rest = new Buf();
+    afs.readdir(ctx, di, 0n as FileHandle, b1.got[4]!.e.off, rest);
+    const names = [...b1.got, ...rest.got].map((x) => x.e.name).filter((n) => n !== 'zz-new');
+    assert.equal(new Set(names).size, names.length, 'no repeats');
+    assert.equal(names.length, 22, 'none skipped');
+  });
+
+  it('errors map to Linux errnos (ENOENT, EEXIST, ENOTEMPTY, EINVAL for whiteout, EROFS when read-only)', async () => {
+    assert.equal(await errno(() => afs.lookup(ctx, ino(1n), 'nope')), Errno.ENOENT);
+    assert.equal(await errno(() => afs.mkdir(ctx, ino(1n), 'd', 0o755, 0)), Errno.EEXIST);
+    assert.equal(await errno(() => afs.rmdir(ctx, ino(1n), 'many')), Errno.ENOTEMPTY);
+    assert.equal(await errno(() => afs.rename(ctx, ino(1n), 'd', ino(1n), 'x', 4)), Errno.EINVAL);
+    assert.equal(await errno(() => afs.getattr(ctx, ino(999999n), undefined)), Errno.ENOENT);
+    const ro = new ArborFs(tree, { readOnly: true });
+    assert.equal(await errno(() => ro.mkdir(ctx, ino(1n), 'x', 0o755, 0)), Errno.EROFS);
+    assert.equal(await errno(() => ro.open(ctx, ino(1n), O_WRONLY)), Errno.EROFS);
+  });
+
+  it('new nodes belong to the caller; a setgid directory passes on its group', async () => {
+    const d = afs.mkdir(ctx, ino(1n), 'sg', 0o2775, 0);
+    await afs.setattr(ctx, ino(BigInt(d.ino)), { gid: 50 });
+    const sub = afs.mkdir(user, ino(BigInt(d.ino)), 'sub', 0o755, 0o022);
+    assert.equal(sub.attr.uid, 1000);
+    assert.equal(sub.attr.gid, 50);
+    assert.equal(sub.attr.mode & 0o2000, 0o2000);
+    assert.equal(await errno(() => afs.access(user, ino(BigInt(d.ino)), 2)), Errno.EACCES);
+    assert.equal(await errno(() => afs.access(user, ino(BigInt(sub.ino)), 7)), 0);
+  });
+
+  it('invalidate() notifies only nodes and names the kernel was given', async () => {
+    const d = afs.lookup(ctx, ino(1n), 'd');
+    notes.length = 0;
+    await afs.invalidate({
+      nodes: [tree.lookupId(ROOT, 'd'), 'never-seen-node'],
+      dirs: [
+        { dir: ROOT, names: ['new-name'] },
+        { dir: 'unknown-dir', names: ['x'] },
+      ],
+    });
+    assert.deepEqual(notes.sort(), [`entry 1 new-name`, `inode 1`, `inode ${d.ino}`].sort());
+  });
+});

@@ -1,0 +1,213 @@
+// One arbor mount's lifetime: open the workspace, serve ArborFs on the mountpoint, record who serves it, and shut down
+// cleanly (flush every handle, record versions, close the state) when unmounted or signalled. Knows no CLI parsing.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fsError } from '../errors.js';
+import { isMounted, mount, type FuseMount } from '../fuse/mount.js';
+import type { FileTree } from '../tree/filetree.js';
+import { ArborFs } from './arborfs.js';
+
+/** What a mount serves: an opened arbor directory (the CLI opens it; vfs does not know config or remotes). */
+export interface ServedWorkspace {
+  readonly dir: string;
+  readonly tree: FileTree;
+  /** Path of the state database, fsynced by fsync(2) on the mount. */
+  readonly statePath: string;
+  close(): Promise<void>;
+}
+
+export interface MountDaemonOptions {
+  dir: string;
+  mountpoint: string;
+  readOnly?: boolean;
+  allowOther?: boolean;
+  /** Seconds the kernel may cache names and attributes (default 1). */
+  ttl?: number;
+  /** Outstanding reads on /dev/fuse (default 4); UV_THREADPOOL_SIZE must be at least this + 4. */
+  reads?: number;
+  /** Where errors with nowhere else to go are reported (default: ignored). */
+  onError?: (err: unknown) => void;
+  /** Opens the arbor directory (exclusively) for this mount. */
+  open: (dir: string, readOnly: boolean) => Promise<ServedWorkspace>;
+}
+
+/** What `arbor unmount` needs to find the daemon serving a mountpoint. */
+export interface MountRecord {
+  pid: number;
+  dir: string;
+  mountpoint: string;
+}
+
+/** Directory of mount records: $XDG_RUNTIME_DIR/arbor or <tmp>/arbor-<uid>. */
+export function recordDir(): string {
+  const base = process.env.XDG_RUNTIME_DIR;
+  return base ? path.join(base, 'arbor') : path.join(os.tmpdir(), `arbor-${process.getuid?.() ?? 0}`);
+}
+
+function recordPath(mountpoint: string): string {
+  const h = createHash('sha256').update(path.resolve(mountpoint)).digest('hex').slice(0, 32);
+  return path.join(recordDir(), `mount-${h}.json`);
+}
+
+export function readMountRecord(mountpoint: string): MountRecord | undefined {
+  try {
+    const r = JSON.parse(fs.readFileSync(recordPath(mountpoint), 'utf8')) as MountRecord;
+    return typeof r.pid === 'number' && r.mountpoint === path.resolve(mountpoint) ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function removeMountRecord(mountpoint: string, pid?: number): void {
+  const p = recordPath(mountpoint);
+  try {
+    if (pid !== undefined && readMountRecord(mountpoint)?.pid !== pid) return;
+    fs.unlinkSync(p);
+  } catch {
+    // already gone
+  }
+}
+
+function writeMountRecord(r: MountRecord): void {
+  fs.mkdirSync(recordDir(), { recursive: true, mode: 0o700 });
+  const p = recordPath(r.mountpoint);
+  fs.writeFileSync(`${p}.tmp`, JSON.stringify(r) + '\n');
+  fs.renameSync(`${p}.tmp`, p);
+}
+
+/**
+ * fsync the state database's files. SQLite runs in WAL mode with synchronous=NORMAL, so a commit is written to the
+ * WAL but not fsynced; fsync(2) on any descriptor of a file flushes that file, so this makes every commit so far
+ * durable without changing how the tree's own connection is configured.
+ */
+async function syncStateFiles(state: string): Promise<void> {
+  for (const f of [`${state}-wal`, state]) {
+    let h: fs.promises.FileHandle | undefined;
+    try {
+      h = await fs.promises.open(f, 'r');
+      await h.sync();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    } finally {
+      await h?.close();
+    }
+  }
+}
+
+/** A served arbor mount. */
+export class MountedArbor {
+  /** Resolves once the mount is gone and everything is flushed and closed. */
+  readonly done: Promise<void>;
+  #stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly ws: ServedWorkspace,
+    readonly fs: ArborFs,
+    readonly fuse: FuseMount,
+    readonly mountpoint: string,
+  ) {
+    this.done = fuse.closed.then(() => this.#cleanup());
+  }
+
+  async #cleanup(): Promise<void> {
+    try {
+      await this.fs.close();
+    } finally {
+      await this.ws.close();
+      removeMountRecord(this.mountpoint, process.pid);
+    }
+  }
+
+  /** Unmount (lazily, aborting the connection after 2 s, if something keeps it busy) and wait for the cleanup. */
+  stop(): Promise<void> {
+    if (this.#stopping) return this.#stopping;
+    this.#stopping = (async () => {
+      try {
+        await this.fuse.unmount();
+      } catch {
+        await this.fuse.unmount({ lazy: true, abortAfterMs: 2000 }).catch(() => undefined);
+      }
+      await this.done;
+    })();
+    return this.#stopping;
+  }
+}
+
+/** Open `dir` and mount it on `mountpoint`; resolves once the kernel has answered INIT (the mount is usable). */
+export async function startMount(o: MountDaemonOptions): Promise<MountedArbor> {
+  const mountpoint = path.resolve(o.mountpoint);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(mountpoint);
+  } catch {
+    throw fsError('ENOENT', `mountpoint ${mountpoint} does not exist`);
+  }
+  if (!st.isDirectory()) throw fsError('ENOTDIR', `mountpoint ${mountpoint} is not a directory`);
+  if (isMounted(mountpoint)) throw fsError('EBUSY', `${mountpoint} is already a mount point (arbor unmount it first)`);
+  const ws = await o.open(o.dir, o.readOnly === true);
+  let fuse: FuseMount;
+  const afs = new ArborFs(ws.tree, { readOnly: o.readOnly === true, syncState: () => syncStateFiles(ws.statePath) });
+  try {
+    fuse = await mount(mountpoint, afs, {
+      fsname: 'arbor',
+      subtype: 'arbor',
+      defaultPermissions: true,
+      allowOther: o.allowOther === true,
+      readOnly: o.readOnly === true,
+      entryTimeout: o.ttl ?? 1,
+      attrTimeout: o.ttl ?? 1,
+      reads: o.reads ?? 4,
+      handleSignals: false,
+      ...(o.onError ? { onError: o.onError } : {}),
+    });
+  } catch (err) {
+    await ws.close();
+    throw err;
+  }
+  afs.attach(fuse);
+  writeMountRecord({ pid: process.pid, dir: ws.dir, mountpoint });
+  return new MountedArbor(ws, afs, fuse, mountpoint);
+}
+
+/** SIGINT/SIGTERM stop the mount cleanly (a second signal while stopping is ignored; SIGKILL is the way out). */
+export function stopOnSignals(m: MountedArbor): void {
+  const handler = (): void => {
+    void m.stop();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  void m.done.finally(() => {
+    process.removeListener('SIGINT', handler);
+    process.removeListener('SIGTERM', handler);
+  });
+}
+
+/** Ask the daemon serving `mountpoint` to stop, or clear a stale mount. Resolves what was done. */
+export async function unmountArbor(mountpoint: string, timeoutMs = 60_000): Promise<'stopped' | 'cleared' | 'none'> {
+  const { unmount } = await import('../fuse/mount.js');
+  const abs = path.resolve(mountpoint);
+  const rec = readMountRecord(abs);
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  };
+  if (rec && rec.pid !== process.pid && alive(rec.pid)) {
+    process.kill(rec.pid, 'SIGTERM');
+    const deadline = Date.now() + timeoutMs;
+    while (alive(rec.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (!alive(rec.pid)) {
+      if (isMounted(abs)) await unmount(abs);
+      return 'stopped';
+    }
+    throw fsError('EBUSY', `the daemon serving ${abs} (pid ${rec.pid}) did not stop within ${timeoutMs / 1000} s`);
+  }
+  if (rec) removeMountRecord(abs);
+  if (await unmount(abs)) return 'cleared';
+  return 'none';
+}
