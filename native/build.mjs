@@ -20,6 +20,10 @@ if (candidates.length === 0) {
   process.stderr.write('native/build.mjs: node-gyp not found; non-root FUSE mounts unavailable\n');
   process.exit(0);
 }
-const r = spawnSync(process.execPath, [candidates[0], ...args], { cwd: here, stdio: ['ignore', 'ignore', 'inherit'] });
-if (r.status !== 0) process.stderr.write('native/build.mjs: build failed; non-root FUSE mounts unavailable\n');
+const r = spawnSync(process.execPath, [candidates[0], ...args], {
+  cwd: here,
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
+if (r.status !== 0)
+  process.stderr.write('native/build.mjs: build failed; non-root FUSE mounts unavailable\n');
 process.exit(0);

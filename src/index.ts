@@ -155,15 +155,17 @@ export class Arbor {
     const budget = { n: 0 };
     let dir = start;
     for (let i = 0; i < parts.length - 1; i++) dir = this.step(dir, parts[i]!, true, budget);
-    if (parts.length > 0 && this.tree.getattr(dir).kind !== 'dir') throw fsError('ENOTDIR');
+    if (parts.length > 0 && !this.tree.isDirectory(dir)) {
+      this.tree.getattr(dir); // ENOENT for a vanished node, else:
+      throw fsError('ENOTDIR');
+    }
     return { dir, name: parts[parts.length - 1] };
   }
 
   private step(dir: NodeId, name: string, follow: boolean, budget: { n: number }): NodeId {
     const id = this.tree.lookupId(dir, name);
     if (!follow) return id;
-    const a = this.tree.getattr(id);
-    if (a.kind !== 'symlink') return id;
+    if (this.tree.isDirectory(id) || this.tree.getattr(id).kind !== 'symlink') return id;
     if (++budget.n > SYMLOOP_MAX) throw fsError('ELOOP');
     const target = this.tree.readlink(id);
     let cur = target.startsWith('/') ? ROOT : dir;

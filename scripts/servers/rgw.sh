@@ -103,7 +103,7 @@ mon warn on pool no redundancy = false
 osd crush chooseleaf type = 0
 [client]
 rgw data = $D/rgw
-rgw frontends = beast endpoint=127.0.0.1:$PORT
+rgw frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
 rgw dns name = 127.0.0.1
 rgw enable usage log = false
 EOF

@@ -87,6 +87,7 @@ test('arbor.json validation rejects malformed or newer documents', async () => {
   bad((o) => (o.keyCheck = 'zz'));
   bad((o) => ((o.key as Record<string, unknown>).mode = 'magic'));
   bad((o) => (((o.key as Record<string, unknown>).kdf as Record<string, unknown>).N = 1000));
+  bad((o) => (((o.key as Record<string, unknown>).kdf as Record<string, unknown>).N = 1 << 24));
   bad((o) => (((o.key as Record<string, unknown>).kdf as Record<string, unknown>).salt = 'c2hvcnQ='));
   bad((o) => ((o.key as Record<string, unknown>).wrappedSecret = 'AAAA'));
   assert.throws(() => parseArborJson('{'), InvalidInputError);

@@ -171,6 +171,9 @@ export function parseArborJson(bytes: Uint8Array | string): ArborJson {
       throw new InvalidInputError('arbor.json: key.kdf.N must be a power of two');
     const r = posInt(kdf.r, 'key.kdf.r', 64);
     const p = posInt(kdf.p, 'key.kdf.p', 16);
+    // A hostile arbor.json must not make us allocate unbounded memory: scrypt needs 128·N·r bytes.
+    if (128 * N * r > 1 << 30)
+      throw new InvalidInputError('arbor.json: key.kdf needs more than 1 GiB of memory');
     const salt = b64(kdf.salt, 'key.kdf.salt');
     if (Buffer.from(salt, 'base64').length < 16)
       throw new InvalidInputError('arbor.json: key.kdf.salt too short');

@@ -429,3 +429,16 @@ test('a dirty chunk whose cached copy is corrupted is dropped, reported, and nev
   assert.equal(s.stats().residentBytes, 0);
   await s.close();
 });
+
+test('reopening with a smaller limit evicts down to it', async () => {
+  const e = await env();
+  const s = await e.open({ cacheLimitBytes: 40_000 });
+  for (let i = 0; i < 8; i++) await s.put(chunk(4000));
+  await s.flushUploads();
+  assert.ok(s.stats().residentBytes > 20_000);
+  await s.close();
+  const s2 = await e.open({ cacheLimitBytes: 20_000 });
+  assert.ok(s2.stats().residentBytes <= 20_000);
+  assert.ok(diskBytes(e.dir) <= 20_000);
+  await s2.close();
+});

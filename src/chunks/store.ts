@@ -109,6 +109,8 @@ export class CachedChunkStore implements ChunkStore {
   private readonly inflight = new Map<string, Inflight>();
   private readonly putsInflight = new Map<string, Promise<ChunkRef>>();
   private readonly prefetchQueue: ChunkRef[] = [];
+  /** Ids in prefetchQueue: repeated hints (a reader re-announcing its window) are merged, not queued twice. */
+  private readonly prefetchQueued = new Set<string>();
   private prefetchActive = 0;
 
   /** Dirty ids waiting for upload, oldest first; `uploading` holds the ones being sent. */
@@ -183,6 +185,7 @@ export class CachedChunkStore implements ChunkStore {
   static async open(opts: CachedChunkStoreOptions): Promise<CachedChunkStore> {
     const s = new CachedChunkStore(opts);
     s.reconcile();
+    s.shrinkToLimit();
     s.touchTimer = setInterval(() => s.flushTouches(), 2000);
     s.touchTimer.unref();
     s.pumpUploads();
@@ -321,6 +324,14 @@ export class CachedChunkStore implements ChunkStore {
     for (const e of victims) this.evict(e);
     this.reserved += n;
     return true;
+  }
+
+  /** After open with a smaller limit than last time: evict what can be evicted (dirty chunks wait for uploads). */
+  private shrinkToLimit(): void {
+    for (const e of [...this.lru.values()]) {
+      if (this.resident <= this.limit) break;
+      if (this.evictable(e)) this.evict(e);
+    }
   }
 
   private evict(e: Entry): void {
@@ -581,14 +592,19 @@ export class CachedChunkStore implements ChunkStore {
   prefetch(refs: readonly ChunkRef[]): void {
     if (this.closed) return;
     for (const r of refs) {
-      if (!this.lru.has(r.id) && !this.inflight.has(r.id)) this.prefetchQueue.push(r);
+      if (this.lru.has(r.id) || this.inflight.has(r.id) || this.prefetchQueued.has(r.id)) continue;
+      this.prefetchQueue.push(r);
+      this.prefetchQueued.add(r.id);
     }
+    // Hints go stale when a reader jumps: keep only the newest few hundred.
+    while (this.prefetchQueue.length > 256) this.prefetchQueued.delete(this.prefetchQueue.shift()!.id);
     this.pumpPrefetch();
   }
 
   private pumpPrefetch(): void {
     while (this.prefetchActive < this.fetchConcurrency && this.prefetchQueue.length > 0) {
       const r = this.prefetchQueue.shift()!;
+      this.prefetchQueued.delete(r.id);
       if (this.lru.has(r.id) || this.inflight.has(r.id)) continue;
       this.prefetchActive++;
       const f = this.fetch(r);
@@ -820,6 +836,8 @@ export class CachedChunkStore implements ChunkStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.prefetchQueue.length = 0;
+    this.prefetchQueued.clear();
     if (this.touchTimer) clearInterval(this.touchTimer);
     for (const s of [...this.sleepers]) s();
     while (this.uploadWorkers > 0 || this.inflight.size > 0) await sleep(5);

@@ -22,7 +22,8 @@ const UNITS: Record<string, number> = {
 export function parseSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = UNITS[(m?.[2] ?? '').toLowerCase()];
-  if (!m || unit === undefined) throw new InvalidInputError(`invalid size '${text}' (try 10GiB, 512M or 4096)`);
+  if (!m || unit === undefined)
+    throw new InvalidInputError(`invalid size '${text}' (try 10GiB, 512M or 4096)`);
   const n = Math.floor(Number(m[1]) * unit);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidInputError(`invalid size '${text}'`);
   return n;

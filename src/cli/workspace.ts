@@ -25,6 +25,7 @@ import { ArborError, Errno, InvalidInputError, RemoteNotFoundError } from '../er
 import { openRemote, type OpenRemoteOptions } from '../remote/index.js';
 import { redact } from '../remote/url.js';
 import type { Remote } from '../remote/types.js';
+import { stabilityReplicas } from '../sync/membership.js';
 import { FileTree } from '../tree/filetree.js';
 
 /** Version of config.json this code writes and reads. */
@@ -42,7 +43,8 @@ export interface WorkspaceConfig {
   /** A satellite: pulls, never pushes (`clone --read-only`). */
   readonly readOnly: boolean;
   /** Where the secret comes from: <dir>/key, or a passphrase file (absolute path) unlocking arbor.json's wrap. */
-  readonly key: { readonly mode: 'keyfile' } | { readonly mode: 'passphrase'; readonly passphraseFile: string };
+  readonly key:
+    { readonly mode: 'keyfile' } | { readonly mode: 'passphrase'; readonly passphraseFile: string };
 }
 
 /** The directory is held by another process (a running mount, or another command). */
@@ -195,15 +197,24 @@ function parseConfig(text: string, file: string): WorkspaceConfig {
   if (typeof c.formatVersion !== 'number' || c.formatVersion > CONFIG_FORMAT_VERSION) {
     throw new InvalidInputError(`${file}: format version ${String(c.formatVersion)} is not supported`);
   }
-  if (typeof c.remote !== 'string' || typeof c.replica !== 'string' || !/^[A-Za-z0-9_-]{1,32}$/.test(c.replica)) {
+  if (
+    typeof c.remote !== 'string' ||
+    typeof c.replica !== 'string' ||
+    !/^[A-Za-z0-9_-]{1,32}$/.test(c.replica)
+  ) {
     throw new InvalidInputError(`${file}: remote or replica missing`);
   }
   if (typeof c.cacheBytes !== 'number' || !Number.isSafeInteger(c.cacheBytes) || c.cacheBytes <= 0) {
     throw new InvalidInputError(`${file}: cacheBytes must be a positive integer`);
   }
   const key = c.key;
-  if (!key || (key.mode !== 'keyfile' && !(key.mode === 'passphrase' && typeof key.passphraseFile === 'string'))) {
-    throw new InvalidInputError(`${file}: key must be {mode:"keyfile"} or {mode:"passphrase", passphraseFile}`);
+  if (
+    !key ||
+    (key.mode !== 'keyfile' && !(key.mode === 'passphrase' && typeof key.passphraseFile === 'string'))
+  ) {
+    throw new InvalidInputError(
+      `${file}: key must be {mode:"keyfile"} or {mode:"passphrase", passphraseFile}`,
+    );
   }
   return {
     format: 'arbor-replica',
@@ -223,7 +234,9 @@ export async function readConfig(dir: string): Promise<WorkspaceConfig> {
     text = await readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new InvalidInputError(`${dir} is not an arbor directory (no config.json); run arbor init or arbor clone`);
+      throw new InvalidInputError(
+        `${dir} is not an arbor directory (no config.json); run arbor init or arbor clone`,
+      );
     }
     throw err;
   }
@@ -257,7 +270,11 @@ function ensureFreshDir(dir: string): void {
  * `arbor init`: a new filesystem on an empty remote. Generates the secret (key file <dir>/key, mode 0600, unless a
  * passphrase file is given), writes arbor.json to the remote write-once, then opens the workspace.
  */
-export async function initWorkspace(dir: string, remoteUrl: string, opts: InitOptions = {}): Promise<Workspace> {
+export async function initWorkspace(
+  dir: string,
+  remoteUrl: string,
+  opts: InitOptions = {},
+): Promise<Workspace> {
   dir = resolve(dir);
   const remote = await openRemote(remoteUrl, opts.remoteOptions);
   try {
@@ -318,7 +335,11 @@ async function writeConfigFiles(
  * `arbor clone` (local half): a new replica of an existing filesystem. Checks the secret against the remote's
  * arbor.json, then opens the workspace; the caller pulls (src/sync) to fill it.
  */
-export async function cloneWorkspace(dir: string, remoteUrl: string, opts: CloneOptions = {}): Promise<Workspace> {
+export async function cloneWorkspace(
+  dir: string,
+  remoteUrl: string,
+  opts: CloneOptions = {},
+): Promise<Workspace> {
   dir = resolve(dir);
   const remote = await openRemote(remoteUrl, opts.remoteOptions);
   try {
@@ -327,7 +348,9 @@ export async function cloneWorkspace(dir: string, remoteUrl: string, opts: Clone
       bytes = await remote.get('arbor.json');
     } catch (err) {
       if (err instanceof RemoteNotFoundError) {
-        throw new InvalidInputError(`${redact(remoteUrl)} holds no arbor filesystem; use arbor init to make one`);
+        throw new InvalidInputError(
+          `${redact(remoteUrl)} holds no arbor filesystem; use arbor init to make one`,
+        );
       }
       throw err;
     }
@@ -365,7 +388,12 @@ export async function cloneWorkspace(dir: string, remoteUrl: string, opts: Clone
 
 // ---------------------------------------------------------------------------------------------------- open
 
-async function loadSecret(dir: string, config: WorkspaceConfig, json: ArborJson, opts: OpenOptions): Promise<Uint8Array> {
+async function loadSecret(
+  dir: string,
+  config: WorkspaceConfig,
+  json: ArborJson,
+  opts: OpenOptions,
+): Promise<Uint8Array> {
   if (json.key.mode === 'passphrase') {
     const file =
       opts.passphraseFile ?? (config.key.mode === 'passphrase' ? config.key.passphraseFile : undefined);
@@ -425,6 +453,8 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       dbPath: paths(dir).state,
       statfsPath: dir,
       replica: config.replica,
+      // Never truncate below what a replica that has not joined yet could still send (see src/sync/membership.ts).
+      replicas: stabilityReplicas(config.replica),
       ...(opts.now ? { now: opts.now } : {}),
     });
     cleanup.push(() => tree.close());

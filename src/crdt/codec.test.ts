@@ -18,7 +18,8 @@ function validateMeta(x: unknown): Meta {
   const { name, inode, mode } = x as Record<string, unknown>;
   if (typeof name !== 'string') throw new TypeError('name must be a string');
   if (inode !== null && typeof inode !== 'string') throw new TypeError('inode must be a string or null');
-  if (mode !== undefined && (typeof mode !== 'number' || !Number.isInteger(mode))) throw new TypeError('bad mode');
+  if (mode !== undefined && (typeof mode !== 'number' || !Number.isInteger(mode)))
+    throw new TypeError('bad mode');
   return mode === undefined ? { name, inode } : { name, inode, mode };
 }
 
@@ -26,11 +27,19 @@ const idChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_
 const replicaArb = fc.string({ unit: fc.constantFrom(...idChars), minLength: 1, maxLength: 32 });
 const nodeArb = fc.oneof(
   fc.constantFrom('root', 'trash', 'inodes'),
-  fc.string({ unit: fc.constantFrom(...idChars, '.', ':', '~', '+', '=', '@'), minLength: 1, maxLength: 128 }),
+  fc.string({
+    unit: fc.constantFrom(...idChars, '.', ':', '~', '+', '=', '@'),
+    minLength: 1,
+    maxLength: 128,
+  }),
 );
 const metaArb: fc.Arbitrary<Meta> = fc.oneof(
   fc.record({ name: fc.string(), inode: fc.option(nodeArb, { nil: null }) }),
-  fc.record({ name: fc.string({ unit: 'grapheme' }), inode: fc.constant(null), mode: fc.integer({ min: 0, max: 0o7777 }) }),
+  fc.record({
+    name: fc.string({ unit: 'grapheme' }),
+    inode: fc.constant(null),
+    mode: fc.integer({ min: 0, max: 0o7777 }),
+  }),
 );
 const moveArb: fc.Arbitrary<Move<Meta>> = fc.record({
   ts: fc.record({ counter: fc.oneof(fc.nat(1000), fc.maxSafeNat()), replica: replicaArb }),
@@ -83,13 +92,16 @@ test('encode then decode returns the same batch', () => {
 
 test('random byte damage, truncation or extension is either harmless or rejected with ARBOR_BAD_BATCH', () => {
   const damage = fc.oneof(
-    fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 4 }).map(
-      (edits) => (b: Uint8Array) => {
+    fc
+      .array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), {
+        minLength: 1,
+        maxLength: 4,
+      })
+      .map((edits) => (b: Uint8Array) => {
         const c = b.slice();
         for (const e of edits) c[e.at % c.length] = e.value;
         return c;
-      },
-    ),
+      }),
     fc.nat().map((n) => (b: Uint8Array) => b.slice(0, n % b.length)),
     fc.uint8Array({ minLength: 1, maxLength: 8 }).map((extra) => (b: Uint8Array) => {
       const c = new Uint8Array(b.length + extra.length);
@@ -153,7 +165,11 @@ test('hostile but well-framed payloads are rejected', () => {
     'meta rejected by the validator': frame(op(`1,0,1,2,{"name":3}`)),
     'meta null': frame(op(`1,0,1,2,null`)),
     'deeply nested meta': frame(op(`1,0,1,2,${'['.repeat(100000)}${']'.repeat(100000)}`)),
-    'absurd op count': frame(`["A",0,["A","root","x"],[${Array(MAX_BATCH_OPS * 5 + 5).fill(0).join(',')}]]`),
+    'absurd op count': frame(
+      `["A",0,["A","root","x"],[${Array(MAX_BATCH_OPS * 5 + 5)
+        .fill(0)
+        .join(',')}]]`,
+    ),
     'trailing garbage after the frame': (() => {
       const b = frame(op(`1,0,1,2,${meta}`));
       const c = new Uint8Array(b.length + 1);
@@ -170,11 +186,19 @@ test('hostile but well-framed payloads are rejected', () => {
     'header only': frame('').subarray(0, 12),
   };
   for (const [why, bytes] of Object.entries(cases)) assertBad(() => decode(bytes), why);
-  assertBad(() => decodeOpBatch('not bytes' as unknown as Uint8Array, validateMeta), 'a string instead of bytes');
+  assertBad(
+    () => decodeOpBatch('not bytes' as unknown as Uint8Array, validateMeta),
+    'a string instead of bytes',
+  );
 });
 
 test('encode refuses batches the decoder would reject', () => {
-  const good: Move<Meta> = { ts: { counter: 1, replica: 'A' }, parent: 'root', meta: { name: 'x', inode: null }, child: 'x' };
+  const good: Move<Meta> = {
+    ts: { counter: 1, replica: 'A' },
+    parent: 'root',
+    meta: { name: 'x', inode: null },
+    child: 'x',
+  };
   const batch = (ops: Move<Meta>[], extra: Partial<OpBatch<Meta>> = {}): OpBatch<Meta> => ({
     version: 1,
     replica: 'A',
@@ -196,7 +220,14 @@ test('validators', () => {
   assert.ok(isNodeId('root') && isNodeId('A.1z') && isNodeId('x'.repeat(128)));
   assert.ok(!isNodeId('x'.repeat(129)) && !isNodeId('a/b') && !isNodeId('a b') && !isNodeId(null));
   assert.deepEqual(parseTimestamp({ counter: 3, replica: 'A' }), { counter: 3, replica: 'A' });
-  for (const bad of [null, [], { counter: 3 }, { counter: -1, replica: 'A' }, { counter: 1, replica: 'A', x: 1 }, 'x']) {
+  for (const bad of [
+    null,
+    [],
+    { counter: 3 },
+    { counter: -1, replica: 'A' },
+    { counter: 1, replica: 'A', x: 1 },
+    'x',
+  ]) {
     assertBad(() => parseTimestamp(bad), JSON.stringify(bad));
   }
 });

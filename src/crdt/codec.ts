@@ -91,11 +91,13 @@ export function decodeOpBatch<M>(bytes: Uint8Array, validateMeta: (x: unknown) =
   if (!(bytes instanceof Uint8Array)) throw bad('not a byte array');
   if (bytes.length < HEADER) throw bad('truncated header');
   if (bytes.length - HEADER > MAX_BATCH_BYTES) throw bad('batch too large');
-  for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC[i]) throw bad('not an arbor op batch (bad magic)');
+  for (let i = 0; i < MAGIC.length; i++)
+    if (bytes[i] !== MAGIC[i]) throw bad('not an arbor op batch (bad magic)');
   if (bytes[4] !== VERSION) throw bad(`unknown batch format version ${bytes[4]}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const length = view.getUint32(5);
-  if (length !== bytes.length - HEADER) throw bad(`payload length ${length} but ${bytes.length - HEADER} bytes follow`);
+  if (length !== bytes.length - HEADER)
+    throw bad(`payload length ${length} but ${bytes.length - HEADER} bytes follow`);
   if (view.getUint32(9) !== crc32(bytes, HEADER)) throw bad('checksum mismatch (damaged batch)');
 
   let root: unknown;
@@ -122,7 +124,8 @@ export function decodeOpBatch<M>(bytes: Uint8Array, validateMeta: (x: unknown) =
   }
   const strings = table as string[];
   const at = (x: unknown): string => {
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= strings.length) throw bad('bad string index');
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= strings.length)
+      throw bad('bad string index');
     return strings[x]!;
   };
 

@@ -61,7 +61,12 @@ const opArb = fc.record({
 const opsArb = fc
   .uniqueArray(opArb, { minLength: 1, maxLength: 40, selector: (o) => `${o.counter}@${o.replica}` })
   .map((os) =>
-    os.map((o): Move<Meta> => ({ ts: { counter: o.counter, replica: o.replica }, parent: o.parent, meta: o.meta, child: o.child })),
+    os.map((o): Move<Meta> => ({
+      ts: { counter: o.counter, replica: o.replica },
+      parent: o.parent,
+      meta: o.meta,
+      child: o.child,
+    })),
   );
 
 test('every replica converges to the sequential result, whatever the delivery order and batching', () => {
@@ -159,7 +164,12 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   },
   {
     weight: 4,
-    arbitrary: fc.record({ kind: fc.constant('sync' as const), r: fc.nat(4), from: fc.nat(4), n: fc.integer({ min: 1, max: 12 }) }),
+    arbitrary: fc.record({
+      kind: fc.constant('sync' as const),
+      r: fc.nat(4),
+      from: fc.nat(4),
+      n: fc.integer({ min: 1, max: 12 }),
+    }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), r: fc.nat(4) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('restore' as const), r: fc.nat(4) }) },
@@ -183,69 +193,87 @@ test('replicas with clocks, truncation at the stable threshold and restore from 
   let totalTruncated = 0;
   let totalRestores = 0;
   fc.assert(
-    fc.property(fc.integer({ min: 3, max: 5 }), fc.array(cmdArb, { minLength: 10, maxLength: 150, size: 'max' }), (k, cmds) => {
-      const ids = REPLICAS.slice(0, k);
-      const reps = ids.map((id) => new TreeReplica<Meta>(id));
-      const dbs: Db[] = ids.map(() => ({ nodes: new Map(), log: new Map() }));
-      const outbox: Move<Meta>[][] = ids.map(() => []);
-      const pos: number[][] = ids.map(() => ids.map(() => 0));
-      let truncations = 0;
+    fc.property(
+      fc.integer({ min: 3, max: 5 }),
+      fc.array(cmdArb, { minLength: 10, maxLength: 150, size: 'max' }),
+      (k, cmds) => {
+        const ids = REPLICAS.slice(0, k);
+        const reps = ids.map((id) => new TreeReplica<Meta>(id));
+        const dbs: Db[] = ids.map(() => ({ nodes: new Map(), log: new Map() }));
+        const outbox: Move<Meta>[][] = ids.map(() => []);
+        const pos: number[][] = ids.map(() => ids.map(() => 0));
+        let truncations = 0;
 
-      const sync = (r: number, from: number, n: number): void => {
-        const start = pos[r]![from]!;
-        const batch = outbox[from]!.slice(start, start + n);
-        pos[r]![from] = start + batch.length;
-        writeThrough(dbs[r]!, reps[r]!.receive(batch));
-      };
+        const sync = (r: number, from: number, n: number): void => {
+          const start = pos[r]![from]!;
+          const batch = outbox[from]!.slice(start, start + n);
+          pos[r]![from] = start + batch.length;
+          writeThrough(dbs[r]!, reps[r]!.receive(batch));
+        };
 
-      for (const c of cmds) {
-        const r = c.r % k;
-        const rep = reps[r]!;
-        if (c.kind === 'move') {
-          const { op, changes } = rep.moveWithChanges(PARENTS[c.parent]!, ['x', 'y', 'z'][c.meta]!, CHILDREN[c.child]!);
-          outbox[r]!.push(op);
-          pos[r]![r] = outbox[r]!.length;
-          writeThrough(dbs[r]!, changes);
-        } else if (c.kind === 'sync') {
-          if (c.from % k !== r) sync(r, c.from % k, c.n);
-        } else if (c.kind === 'truncate') {
-          const th = rep.tree.stableThreshold(ids);
-          if (th !== undefined) {
-            const before = snapshot(rep.tree);
-            const dropped = rep.tree.truncateLogBelow(th);
-            if (dropped > 0) truncations++;
-            totalTruncated += dropped;
-            assert.deepEqual(snapshot(rep.tree), before);
-            for (const [key, e] of dbs[r]!.log) if (compareTimestamps(e.op.ts, th) < 0) dbs[r]!.log.delete(key);
+        for (const c of cmds) {
+          const r = c.r % k;
+          const rep = reps[r]!;
+          if (c.kind === 'move') {
+            const { op, changes } = rep.moveWithChanges(
+              PARENTS[c.parent]!,
+              ['x', 'y', 'z'][c.meta]!,
+              CHILDREN[c.child]!,
+            );
+            outbox[r]!.push(op);
+            pos[r]![r] = outbox[r]!.length;
+            writeThrough(dbs[r]!, changes);
+          } else if (c.kind === 'sync') {
+            if (c.from % k !== r) sync(r, c.from % k, c.n);
+          } else if (c.kind === 'truncate') {
+            const th = rep.tree.stableThreshold(ids);
+            if (th !== undefined) {
+              const before = snapshot(rep.tree);
+              const dropped = rep.tree.truncateLogBelow(th);
+              if (dropped > 0) truncations++;
+              totalTruncated += dropped;
+              assert.deepEqual(snapshot(rep.tree), before);
+              for (const [key, e] of dbs[r]!.log)
+                if (compareTimestamps(e.op.ts, th) < 0) dbs[r]!.log.delete(key);
+            }
+          } else {
+            const db = dbs[r]!;
+            const restored = CrdtTree.restore(
+              db.nodes,
+              db.log.values(),
+              rep.tree.truncatedBelow,
+              rep.tree.latestSeen().values(),
+            );
+            assert.deepEqual(snapshot(restored), snapshot(rep.tree));
+            assert.deepEqual([...restored.log()], [...rep.tree.log()]);
+            reps[r] = new TreeReplica<Meta>(ids[r]!, restored, rep.clock.counter);
+            totalRestores++;
           }
-        } else {
-          const db = dbs[r]!;
-          const restored = CrdtTree.restore(db.nodes, db.log.values(), rep.tree.truncatedBelow, rep.tree.latestSeen().values());
-          assert.deepEqual(snapshot(restored), snapshot(rep.tree));
-          assert.deepEqual([...restored.log()], [...rep.tree.log()]);
-          reps[r] = new TreeReplica<Meta>(ids[r]!, restored, rep.clock.counter);
-          totalRestores++;
+          reps[r]!.tree.verify();
         }
-        reps[r]!.tree.verify();
-      }
 
-      // Deliver everything everywhere (twice: the second round must be a no-op).
-      for (let round = 0; round < 2; round++) {
-        for (let r = 0; r < k; r++) for (let f = 0; f < k; f++) if (f !== r) sync(r, f, Infinity);
-      }
-      const want = snapshot(reference(outbox.flat()));
-      for (let r = 0; r < k; r++) {
-        assert.deepEqual(snapshot(reps[r]!.tree), want, `replica ${ids[r]} diverged (${truncations} truncations)`);
-        // The write-through copy equals the tree: change sets were complete.
-        assert.deepEqual(
-          [...dbs[r]!.nodes].map(([id, p]) => `${id}<${p.parent}:${p.meta}`).sort(),
-          want,
-          `write-through state of ${ids[r]} is stale`,
-        );
-        const logged = [...dbs[r]!.log.values()].sort((a, b) => compareTimestamps(a.op.ts, b.op.ts));
-        assert.deepEqual(logged, [...reps[r]!.tree.log()]);
-      }
-    }),
+        // Deliver everything everywhere (twice: the second round must be a no-op).
+        for (let round = 0; round < 2; round++) {
+          for (let r = 0; r < k; r++) for (let f = 0; f < k; f++) if (f !== r) sync(r, f, Infinity);
+        }
+        const want = snapshot(reference(outbox.flat()));
+        for (let r = 0; r < k; r++) {
+          assert.deepEqual(
+            snapshot(reps[r]!.tree),
+            want,
+            `replica ${ids[r]} diverged (${truncations} truncations)`,
+          );
+          // The write-through copy equals the tree: change sets were complete.
+          assert.deepEqual(
+            [...dbs[r]!.nodes].map(([id, p]) => `${id}<${p.parent}:${p.meta}`).sort(),
+            want,
+            `write-through state of ${ids[r]} is stale`,
+          );
+          const logged = [...dbs[r]!.log.values()].sort((a, b) => compareTimestamps(a.op.ts, b.op.ts));
+          assert.deepEqual(logged, [...reps[r]!.tree.log()]);
+        }
+      },
+    ),
     { numRuns: 300 },
   );
   // The generator must really exercise truncation and restore, or the property above proves little.
@@ -299,7 +327,9 @@ test('local ops take the fast path and report their single change', () => {
   const op = rep.create('root', 'f');
   assert.equal(op.child, nodeIdFor(op.ts));
   const { changes } = rep.moveWithChanges('trash', 'f', op.child);
-  assert.deepEqual(changes.changes, [{ node: op.child, before: { parent: 'root', meta: 'f' }, after: { parent: 'trash', meta: 'f' } }]);
+  assert.deepEqual(changes.changes, [
+    { node: op.child, before: { parent: 'root', meta: 'f' }, after: { parent: 'trash', meta: 'f' } },
+  ]);
   assert.equal(changes.logWrites.length, 1);
   assert.deepEqual([...rep.tree.children('trash')], [op.child]);
   assert.deepEqual([...rep.tree.children('root')], []);
@@ -332,7 +362,10 @@ test('ops older than the truncation point are ignored as already applied', () =>
   assert.deepEqual(cs.newOps, []);
   assert.equal(t.get('n4')?.parent, 'root');
   assert.ok(t.knows(ts(1, 'Z')));
-  assert.deepEqual([...t.logSince(ts(3))].map((e) => e.op.ts.counter), [4]);
+  assert.deepEqual(
+    [...t.logSince(ts(3))].map((e) => e.op.ts.counter),
+    [4],
+  );
 });
 
 test('stableThreshold is the minimum latest timestamp over the known replicas', () => {
@@ -360,7 +393,10 @@ test('purge empties trash only for stable nodes and whole subtrees, all or nothi
   assert.throws(() => t.purge(['d']), InvalidInputError, 'child f not purged with d');
   assert.equal(t.size, 3, 'a refused purge changes nothing');
   const changes = t.purge(['d', 'f']);
-  assert.deepEqual(changes.map((c) => [c.node, c.after]).sort(), [['d', null], ['f', null]]);
+  assert.deepEqual(changes.map((c) => [c.node, c.after]).sort(), [
+    ['d', null],
+    ['f', null],
+  ]);
   assert.equal(t.size, 1);
   assert.deepEqual([...t.children('trash')], []);
   assert.deepEqual(t.roots(), ['root']);
@@ -369,12 +405,45 @@ test('purge empties trash only for stable nodes and whole subtrees, all or nothi
 
 test('restore rejects cycles, duplicate placements and logs below the truncation point', () => {
   const p = (parent: string): NodePlacement<Meta> => ({ parent, meta: '' });
-  assert.throws(() => CrdtTree.restore([['a', p('b')], ['b', p('a')]], []), InvalidInputError);
+  assert.throws(
+    () =>
+      CrdtTree.restore(
+        [
+          ['a', p('b')],
+          ['b', p('a')],
+        ],
+        [],
+      ),
+    InvalidInputError,
+  );
   assert.throws(() => CrdtTree.restore([['a', p('a')]], []), InvalidInputError);
-  assert.throws(() => CrdtTree.restore([['a', p('root')], ['a', p('trash')]], []), InvalidInputError);
+  assert.throws(
+    () =>
+      CrdtTree.restore(
+        [
+          ['a', p('root')],
+          ['a', p('trash')],
+        ],
+        [],
+      ),
+    InvalidInputError,
+  );
   const op: Move<Meta> = { ts: { counter: 1, replica: 'A' }, parent: 'root', meta: '', child: 'a' };
-  assert.throws(() => CrdtTree.restore([['a', p('root')]], [{ op, old: null }], { counter: 2, replica: 'A' }), InvalidInputError);
-  assert.throws(() => CrdtTree.restore([], [{ op, old: null }, { op, old: null }]), InvalidInputError);
+  assert.throws(
+    () => CrdtTree.restore([['a', p('root')]], [{ op, old: null }], { counter: 2, replica: 'A' }),
+    InvalidInputError,
+  );
+  assert.throws(
+    () =>
+      CrdtTree.restore(
+        [],
+        [
+          { op, old: null },
+          { op, old: null },
+        ],
+      ),
+    InvalidInputError,
+  );
   const t = CrdtTree.restore([['a', p('root')]], [{ op, old: null }]);
   assert.equal(t.get('a')?.parent, 'root');
   assert.deepEqual(t.latestSeen().get('A'), op.ts);
@@ -390,4 +459,18 @@ test('a reopened replica never reuses a timestamp', () => {
   c.observe({ counter: 3, replica: 'A' });
   assert.deepEqual(c.tick(), { counter: 8, replica: 'C' });
   assert.throws(() => new LamportClock('bad id!'), InvalidInputError);
+});
+
+test('fromOps rebuilds the same tree and log as applying the ops', () => {
+  fc.assert(
+    fc.property(opsArb, fc.integer(), (ops, seed) => {
+      const shuffled = shuffle(ops, rng(seed));
+      const t = CrdtTree.fromOps([...shuffled, shuffled[0]!]);
+      t.verify();
+      const ref = reference(ops);
+      assert.deepEqual(snapshot(t), snapshot(ref));
+      assert.deepEqual([...t.log()], [...ref.log()]);
+    }),
+    { numRuns: 200 },
+  );
 });

@@ -138,7 +138,9 @@ export class CrdtTree<M> {
       const entry: LogMove<M> = { op, old };
       log.push(entry);
       const after = this.#nodes.get(op.child) ?? null;
-      const changes: NodeChange<M>[] = samePlacement(old, after) ? [] : [{ node: op.child, before: old, after }];
+      const changes: NodeChange<M>[] = samePlacement(old, after)
+        ? []
+        : [{ node: op.child, before: old, after }];
       return { changes, newOps: [op], logWrites: [entry] };
     }
     return this.applyBatch([op]);
@@ -258,7 +260,8 @@ export class CrdtTree<M> {
     for (const e of this.#log) if (set.has(e.op.child)) unstable.add(e.op.child);
     for (const id of set) {
       if (!this.#nodes.has(id)) throw new InvalidInputError(`purge: node ${id} is not placed`);
-      if (unstable.has(id)) throw new InvalidInputError(`purge: node ${id} has a move that is not yet stable`);
+      if (unstable.has(id))
+        throw new InvalidInputError(`purge: node ${id} has a move that is not yet stable`);
       for (const c of this.children(id)) {
         if (!set.has(c)) throw new InvalidInputError(`purge: node ${id} has a child ${c} that is not purged`);
       }
@@ -315,20 +318,47 @@ export class CrdtTree<M> {
     return t;
   }
 
+  /**
+   * Rebuild a tree by replaying ops from an empty state (a clone without a checkpoint, or a log-only recovery). The
+   * same result as applyBatch(ops) on an empty tree, without computing a change set. Duplicates are ignored.
+   */
+  static fromOps<M>(ops: Iterable<Move<M>>): CrdtTree<M> {
+    const sorted = Array.from(ops);
+    for (let k = 1; k < sorted.length; k++) {
+      if (compareTimestamps(sorted[k - 1]!.ts, sorted[k]!.ts) > 0) {
+        sorted.sort((x, y) => compareTimestamps(x.ts, y.ts));
+        break;
+      }
+    }
+    const t = new CrdtTree<M>();
+    const log = t.#log;
+    let prev: Timestamp | undefined;
+    for (const op of sorted) {
+      if (prev !== undefined && compareTimestamps(prev, op.ts) === 0) continue;
+      prev = op.ts;
+      t.observe(op.ts);
+      log.push({ op, old: t.#doOp(op, undefined) });
+    }
+    return t;
+  }
+
   /** Check every invariant (child index, single parent, acyclic, log order); throws Error on the first violation. */
   verify(): void {
     let indexed = 0;
     for (const [parent, set] of this.#kids) {
       if (set.size === 0) throw new Error(`empty child set kept for ${parent}`);
       for (const c of set) {
-        if (this.#nodes.get(c)?.parent !== parent) throw new Error(`child index says ${c} is under ${parent}`);
+        if (this.#nodes.get(c)?.parent !== parent)
+          throw new Error(`child index says ${c} is under ${parent}`);
         indexed++;
       }
     }
-    if (indexed !== this.#nodes.size) throw new Error(`child index has ${indexed} entries for ${this.#nodes.size} nodes`);
+    if (indexed !== this.#nodes.size)
+      throw new Error(`child index has ${indexed} entries for ${this.#nodes.size} nodes`);
     this.#checkAcyclic();
     for (let k = 1; k < this.#log.length; k++) {
-      if (compareTimestamps(this.#log[k - 1]!.op.ts, this.#log[k]!.op.ts) >= 0) throw new Error('log out of order');
+      if (compareTimestamps(this.#log[k - 1]!.op.ts, this.#log[k]!.op.ts) >= 0)
+        throw new Error('log out of order');
     }
   }
 
@@ -338,7 +368,8 @@ export class CrdtTree<M> {
   #doOp(op: Move<M>, touched: Map<NodeId, NodePlacement<M> | null> | undefined): NodePlacement<M> | null {
     const old = this.#nodes.get(op.child) ?? null;
     // A node without children cannot be an ancestor of anything: files (leaves) skip the O(depth) walk.
-    if (op.child === op.parent || (this.#kids.has(op.child) && this.isAncestor(op.child, op.parent))) return old;
+    if (op.child === op.parent || (this.#kids.has(op.child) && this.isAncestor(op.child, op.parent)))
+      return old;
     if (touched !== undefined && !touched.has(op.child)) touched.set(op.child, old);
     this.#place(op.child, { parent: op.parent, meta: op.meta }, old);
     return old;

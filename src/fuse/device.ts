@@ -97,19 +97,22 @@ export class FuseDevice {
   #serve(buf: Buffer, n: number): void {
     const req = buf.subarray(0, n);
     const isWrite = n >= 8 && buf.readUInt32LE(4) === Opcode.WRITE;
+    const slot = isWrite ? { taken: false } : undefined;
     let out: Reply | Promise<Reply>;
     try {
-      out = this.#session.handle(req);
+      out = this.#session.handle(req, slot);
     } catch (err) {
       // Session.handle never throws; this is a last line of defence for the loop.
       this.#session.opts.onError?.(err);
       out = null;
     }
+    // A WRITE handler may keep the buffer (WriteInfo.keep): the slot then continues with a new one.
+    const next = (): Buffer => (slot?.taken ? Buffer.allocUnsafeSlow(this.#session.bufferSize) : buf);
     if (out instanceof Promise) {
       if (isWrite) {
         out.then((r) => {
           this.#reply(r);
-          this.#arm(buf);
+          this.#arm(next());
         });
         return;
       }
@@ -117,7 +120,7 @@ export class FuseDevice {
     } else {
       this.#reply(out);
     }
-    this.#arm(buf);
+    this.#arm(next());
   }
 
   #reply(r: Reply): void {

@@ -138,6 +138,12 @@ export interface WriteInfo {
   /** The open(2) flags of the file description. */
   flags: number;
   lockOwner: LockOwner;
+  /**
+   * Take ownership of `data` instead of copying it: the server gives its read slot a fresh buffer,
+   * so the returned Buffer (the same bytes) stays valid for good. Cheap zero-copy for large writes;
+   * call it before the handler's first await.
+   */
+  keep(): Buffer;
 }
 
 type R<T> = T | Promise<T>;
@@ -164,7 +170,14 @@ export interface LowLevelFileSystem {
   setattr?(ctx: RequestContext, ino: NodeId, changes: SetattrChanges): R<Attr>;
   readlink?(ctx: RequestContext, ino: NodeId): R<string | Uint8Array>;
   symlink?(ctx: RequestContext, parent: NodeId, name: string, target: string): R<Entry>;
-  mknod?(ctx: RequestContext, parent: NodeId, name: string, mode: number, rdev: number, umask: number): R<Entry>;
+  mknod?(
+    ctx: RequestContext,
+    parent: NodeId,
+    name: string,
+    mode: number,
+    rdev: number,
+    umask: number,
+  ): R<Entry>;
   mkdir?(ctx: RequestContext, parent: NodeId, name: string, mode: number, umask: number): R<Entry>;
   unlink?(ctx: RequestContext, parent: NodeId, name: string): R<void>;
   rmdir?(ctx: RequestContext, parent: NodeId, name: string): R<void>;
@@ -182,14 +195,28 @@ export interface LowLevelFileSystem {
   /** Missing → success with fh 0. With ATOMIC_O_TRUNC negotiated, O_TRUNC in `flags` must truncate here. */
   open?(ctx: RequestContext, ino: NodeId, flags: number): R<Opened>;
   /** Missing → ENOSYS, and the kernel falls back to mknod + open. */
-  create?(ctx: RequestContext, parent: NodeId, name: string, mode: number, umask: number, flags: number): R<Created>;
+  create?(
+    ctx: RequestContext,
+    parent: NodeId,
+    name: string,
+    mode: number,
+    umask: number,
+    flags: number,
+  ): R<Created>;
   /** Return at most `size` bytes; fewer means end of file. The returned bytes are written out before the next await. */
   read?(ctx: RequestContext, ino: NodeId, fh: FileHandle, offset: number, size: number): R<Uint8Array>;
   /**
    * `data` is a view into the server's read buffer, valid until the returned value/promise settles:
    * copy what you keep. Return the number of bytes written.
    */
-  write?(ctx: RequestContext, ino: NodeId, fh: FileHandle, offset: number, data: Buffer, info: WriteInfo): R<number>;
+  write?(
+    ctx: RequestContext,
+    ino: NodeId,
+    fh: FileHandle,
+    offset: number,
+    data: Buffer,
+    info: WriteInfo,
+  ): R<number>;
   /** Each close(2) of a descriptor. */
   flush?(ctx: RequestContext, ino: NodeId, fh: FileHandle, lockOwner: LockOwner): R<void>;
   /** The last reference to the open file description is gone. Missing → success. */
@@ -217,7 +244,14 @@ export interface LowLevelFileSystem {
   /** Missing → ENOSYS, which the kernel remembers and treats as "allowed". */
   access?(ctx: RequestContext, ino: NodeId, mask: number): R<void>;
 
-  fallocate?(ctx: RequestContext, ino: NodeId, fh: FileHandle, offset: number, length: number, mode: number): R<void>;
+  fallocate?(
+    ctx: RequestContext,
+    ino: NodeId,
+    fh: FileHandle,
+    offset: number,
+    length: number,
+    mode: number,
+  ): R<void>;
   /** SEEK_DATA (3) / SEEK_HOLE (4); SEEK_SET/CUR/END never reach the filesystem. */
   lseek?(ctx: RequestContext, ino: NodeId, fh: FileHandle, offset: number, whence: number): R<number>;
   copyFileRange?(

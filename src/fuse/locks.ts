@@ -48,7 +48,14 @@ export class LockManager {
    * Take, change or drop a lock. Without `sleep` a conflict throws EAGAIN; with it the promise
    * waits until the lock is granted or `cancel(token)` is called.
    */
-  set(ino: bigint, owner: bigint, lock: FileLock, sleep: boolean, flock = false, token?: object): Promise<void> | void {
+  set(
+    ino: bigint,
+    owner: bigint,
+    lock: FileLock,
+    sleep: boolean,
+    flock = false,
+    token?: object,
+  ): Promise<void> | void {
     if (lock.type !== F_UNLCK && lock.type !== F_RDLCK && lock.type !== F_WRLCK) throw fsError('EINVAL');
     if (lock.type === F_UNLCK) {
       this.#apply(ino, owner, lock, flock);
@@ -150,7 +157,7 @@ export class LockManager {
   }
 
   #wake(ino: bigint): void {
-    for (let i = 0; i < this.#waiters.length; ) {
+    for (let i = 0; i < this.#waiters.length;) {
       const w = this.#waiters[i]!;
       if (w.ino === ino && !this.#conflict(ino, w.owner, w.lock, w.flock)) {
         this.#waiters.splice(i, 1);

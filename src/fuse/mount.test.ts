@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isMounted, unmount } from './mount.js';
+import { checkThreadpool, isMounted, unmount } from './mount.js';
 
 const MAIN = fileURLToPath(new URL('./examples/memfs-main.js', import.meta.url));
 const canMount = process.getuid?.() === 0 && fs.existsSync('/dev/fuse');
@@ -17,7 +17,8 @@ const skip = canMount ? false : 'needs root and /dev/fuse';
 /** A non-root mount needs /dev/fuse open to others (0666 on most distributions; 0600 on some CI machines). */
 function nonRootSkip(): string | false {
   if (!canMount) return 'needs root to set the test up';
-  if ((fs.statSync('/dev/fuse').mode & 0o006) !== 0o006) return '/dev/fuse is not accessible to other users here';
+  if ((fs.statSync('/dev/fuse').mode & 0o006) !== 0o006)
+    return '/dev/fuse is not accessible to other users here';
   if (fs.statSync(MAIN).mode & 0o004 ? false : true) return 'the daemon script is not world-readable';
   return false;
 }
@@ -108,6 +109,21 @@ async function cleanup(t: { dir: string; d: Daemon } | undefined): Promise<void>
   fs.rmSync(t.dir, { recursive: true, force: true });
 }
 
+describe('threadpool guard', () => {
+  it('refuses to serve when UV_THREADPOOL_SIZE cannot hold the parked reads plus spare threads', () => {
+    const saved = process.env.UV_THREADPOOL_SIZE;
+    try {
+      delete process.env.UV_THREADPOOL_SIZE; // libuv's default: 4
+      assert.throws(() => checkThreadpool(4, 4), /UV_THREADPOOL_SIZE >= 8/);
+      process.env.UV_THREADPOOL_SIZE = '8';
+      assert.doesNotThrow(() => checkThreadpool(4, 4));
+    } finally {
+      if (saved === undefined) delete process.env.UV_THREADPOOL_SIZE;
+      else process.env.UV_THREADPOOL_SIZE = saved;
+    }
+  });
+});
+
 describe('memfs mounted', { skip }, () => {
   let t: { dir: string; mnt: string; d: Daemon } | undefined;
   let mnt = '';
@@ -139,8 +155,16 @@ describe('memfs mounted', { skip }, () => {
         'one',
         '2 4 regular file',
         '../f1',
-        'a', 'a/b', 'a/b/c', 'a/b/c/f3', 'a/b/sym', 'a/f1', 'a/hard',
-        'b', 'f1', 'hard',
+        'a',
+        'a/b',
+        'a/b/c',
+        'a/b/c/f3',
+        'a/b/sym',
+        'a/f1',
+        'a/hard',
+        'b',
+        'f1',
+        'hard',
         '',
       ].join('\n'),
     );
@@ -174,7 +198,9 @@ print(r2('y', 'z', 1), open('z').read())
     await ok('sync; echo 3 > /proc/sys/vm/drop_caches');
     assert.equal((await ok(`dd if=${mnt}/big bs=1M status=none | sha256sum`)).split(' ')[0], want);
     // Unaligned reads across chunk boundaries.
-    const piece = (await ok(`dd if=${mnt}/big bs=1000 skip=1048 count=3 status=none | sha256sum`)).split(' ')[0];
+    const piece = (await ok(`dd if=${mnt}/big bs=1000 skip=1048 count=3 status=none | sha256sum`)).split(
+      ' ',
+    )[0];
     const exp = createHash('sha256').update(fs.readFileSync(src).subarray(1048_000, 1051_000)).digest('hex');
     assert.equal(piece, exp);
     fs.unlinkSync(src);
@@ -226,7 +252,10 @@ m.flush(); m.close(); os.close(fd)
 `;
     assert.equal(await ok(`python3 -c "${py}"`, mnt), 'hello\n');
     await ok('sync; echo 3 > /proc/sys/vm/drop_caches');
-    assert.equal(await ok(`head -c 11 mm; echo; dd if=mm bs=1 skip=5000 count=3 status=none`, mnt), 'hello WORLD\nxyz');
+    assert.equal(
+      await ok(`head -c 11 mm; echo; dd if=mm bs=1 skip=5000 count=3 status=none`, mnt),
+      'hello WORLD\nxyz',
+    );
   });
 
   it('flock: a second holder is refused while the first holds, admitted after', async () => {
@@ -259,6 +288,20 @@ print(attempt(0), attempt(20))`;
     assert.equal(await ok(`python3 -c "${tryer}"`, mnt), 'busy ok\n');
     assert.equal((await h).code, 0);
     assert.equal(await ok(`python3 -c "${tryer}"`, mnt), 'ok ok\n');
+  });
+
+  it('fallocate, SEEK_DATA/SEEK_HOLE and copy_file_range', async () => {
+    const py = `
+import os
+fd = os.open('fa', os.O_RDWR|os.O_CREAT, 0o644)
+os.write(fd, b'0123456789')
+os.posix_fallocate(fd, 0, 100)
+print(os.fstat(fd).st_size, os.lseek(fd, 3, os.SEEK_DATA), os.lseek(fd, 3, os.SEEK_HOLE))
+out = os.open('fb', os.O_RDWR|os.O_CREAT, 0o644)
+print(os.copy_file_range(fd, out, 4, 2, 0))
+os.close(fd); os.close(out)
+print(open('fb').read())`;
+    assert.equal(await ok(`python3 -c "${py}"`, mnt), '100 3 100\n4\n2345\n');
   });
 
   it('statfs: df reports the capacity', async () => {
@@ -399,7 +442,12 @@ describe('mount lifecycle', { skip }, () => {
       void d.exited.then((code) => reject(new Error(`daemon exited ${code}: ${d.stderr}`)));
     });
     assert.match(await ok(`grep " ${mnt} " /proc/mounts`), /user_id=65534/);
-    assert.equal(await ok(`stat -c %u ${mnt}`), '65534\n');
+    // Without allow_other only the mounting user may look inside (root included is refused).
+    assert.notEqual((await sh(`stat ${mnt}`)).code, 0);
+    const asUser = await ok(
+      `su nobody -s /bin/sh -c 'echo mine > ${mnt}/f && stat -c "%u %U" ${mnt} ${mnt}/f && cat ${mnt}/f'`,
+    );
+    assert.equal(asUser, '65534 nobody\n65534 nobody\nmine\n');
     await ok(`su nobody -s /bin/sh -c 'fusermount3 -u ${mnt}'`);
     assert.equal(await d.exited, 0);
   });

@@ -129,7 +129,6 @@ export async function unmount(mountpoint: string, opts: { lazy?: boolean } = {})
 /** One mounted filesystem: its session (for notifications) and its lifetime. */
 export class FuseMount {
   readonly #device: FuseDevice;
-  readonly #fd: number;
   #unmounting: Promise<void> | undefined;
   #signalHandler: ((sig: NodeJS.Signals) => void) | undefined;
   /** Resolves once the kernel connection is gone and the descriptor closed. */
@@ -144,7 +143,6 @@ export class FuseMount {
     device: FuseDevice,
     readonly viaFusermount: boolean,
   ) {
-    this.#fd = fd;
     this.#device = device;
     this.closed = device.closed.then(() => {
       try {
@@ -183,7 +181,11 @@ export class FuseMount {
     if (this.#unmounting) return this.#unmounting;
     this.#unmounting = (async () => {
       if (isMounted(this.mountpoint)) {
-        const args = this.viaFusermount ? [opts.lazy ? '-uz' : '-u', this.mountpoint] : opts.lazy ? ['-l', this.mountpoint] : [this.mountpoint];
+        const args = this.viaFusermount
+          ? [opts.lazy ? '-uz' : '-u', this.mountpoint]
+          : opts.lazy
+            ? ['-l', this.mountpoint]
+            : [this.mountpoint];
         const r = await run(this.viaFusermount ? 'fusermount3' : 'umount', args);
         if (r.code !== 0 && isMounted(this.mountpoint)) {
           this.#unmounting = undefined;
@@ -261,7 +263,8 @@ export async function mount(
   if (!st.isDirectory()) throw fsError('ENOTDIR', `${abs} is not a directory`);
   const subtype = opts.subtype ?? 'fuse';
   const fsname = opts.fsname ?? subtype;
-  if (!SAFE_NAME.test(subtype) || !SAFE_NAME.test(fsname)) throw new InvalidInputError('fsname/subtype: [A-Za-z0-9._+-] only');
+  if (!SAFE_NAME.test(subtype) || !SAFE_NAME.test(fsname))
+    throw new InvalidInputError('fsname/subtype: [A-Za-z0-9._+-] only');
 
   const session = new Session(filesystem, opts);
   const viaFusermount = !isRoot() || opts.useFusermount === true;

@@ -11,10 +11,24 @@ import {
   Size,
   type OpcodeName,
 } from './abi.js';
-import { cstring, DirPacker, okReply, u64n, writeAttrOut, writeEntry, writeStatfs, type InHeader } from './codec.js';
+import {
+  cstring,
+  DirPacker,
+  okReply,
+  u64n,
+  writeAttrOut,
+  writeEntry,
+  writeStatfs,
+  type InHeader,
+} from './codec.js';
 import type { Entry, FileLock, Opened, RequestContext, SetattrChanges } from './filesystem.js';
 import type { FileHandle, LockOwner, NodeId } from './ids.js';
 import type { Session } from './session.js';
+
+/** The read buffer a request arrived in; `taken` is set when a WRITE handler keeps its data. */
+export interface BufferSlot {
+  taken: boolean;
+}
 
 /** Reply bytes to write to /dev/fuse (one buffer or an iovec), or null for "no reply". */
 export type Reply = Buffer | Buffer[] | null;
@@ -30,7 +44,7 @@ export interface OpSpec {
   /** False for FORGET, BATCH_FORGET, INTERRUPT: the kernel expects no answer. */
   replies: boolean;
   /** Decode, dispatch and encode; absent = answered ENOSYS (known but unsupported opcode). */
-  run?: (s: Session, h: InHeader, ctx: RequestContext, body: Buffer) => Out;
+  run?: (s: Session, h: InHeader, ctx: RequestContext, body: Buffer, slot: BufferSlot | undefined) => Out;
 }
 
 const nodeOf = (h: InHeader): NodeId => h.nodeid as NodeId;
@@ -77,7 +91,12 @@ function need<F>(f: F | undefined): F {
 }
 
 function readLock(b: Buffer): FileLock {
-  return { start: b.readBigUInt64LE(16), end: b.readBigUInt64LE(24), type: b.readUInt32LE(32), pid: b.readUInt32LE(36) };
+  return {
+    start: b.readBigUInt64LE(16),
+    end: b.readBigUInt64LE(24),
+    type: b.readUInt32LE(32),
+    pid: b.readUInt32LE(36),
+  };
 }
 
 function lkReply(h: InHeader, l: FileLock): Buffer {
@@ -92,7 +111,10 @@ function lkReply(h: InHeader, l: FileLock): Buffer {
 function xattrSized(h: InHeader, value: Uint8Array, size: number): Reply {
   if (size === 0) return u32Reply(h, value.length);
   if (value.length > size) throw Object.assign(new Error('ERANGE'), { errno: Errno.ERANGE });
-  return [okReply(h.unique, value.length).subarray(0, 16), Buffer.from(value.buffer, value.byteOffset, value.length)];
+  return [
+    okReply(h.unique, value.length).subarray(0, 16),
+    Buffer.from(value.buffer, value.byteOffset, value.length),
+  ];
 }
 
 function setattrChanges(b: Buffer): SetattrChanges {
@@ -187,17 +209,24 @@ export const OPS: readonly OpSpec[] = [
   op('MKNOD', Size.MKNOD_IN, 1, (s, h, c, b) => {
     const [name] = cstring(b, Size.MKNOD_IN);
     const f = need(s.fs.mknod);
-    return then(f.call(s.fs, c, nodeOf(h), name, b.readUInt32LE(0), b.readUInt32LE(4), b.readUInt32LE(8)), (e) =>
-      entryReply(s, h, e),
+    return then(
+      f.call(s.fs, c, nodeOf(h), name, b.readUInt32LE(0), b.readUInt32LE(4), b.readUInt32LE(8)),
+      (e) => entryReply(s, h, e),
     );
   }),
   op('MKDIR', Size.MKDIR_IN, 1, (s, h, c, b) => {
     const [name] = cstring(b, Size.MKDIR_IN);
     const f = need(s.fs.mkdir);
-    return then(f.call(s.fs, c, nodeOf(h), name, b.readUInt32LE(0), b.readUInt32LE(4)), (e) => entryReply(s, h, e));
+    return then(f.call(s.fs, c, nodeOf(h), name, b.readUInt32LE(0), b.readUInt32LE(4)), (e) =>
+      entryReply(s, h, e),
+    );
   }),
-  op('UNLINK', 0, 1, (s, h, c, b) => then(need(s.fs.unlink).call(s.fs, c, nodeOf(h), cstring(b, 0)[0]), () => ok(h))),
-  op('RMDIR', 0, 1, (s, h, c, b) => then(need(s.fs.rmdir).call(s.fs, c, nodeOf(h), cstring(b, 0)[0]), () => ok(h))),
+  op('UNLINK', 0, 1, (s, h, c, b) =>
+    then(need(s.fs.unlink).call(s.fs, c, nodeOf(h), cstring(b, 0)[0]), () => ok(h)),
+  ),
+  op('RMDIR', 0, 1, (s, h, c, b) =>
+    then(need(s.fs.rmdir).call(s.fs, c, nodeOf(h), cstring(b, 0)[0]), () => ok(h)),
+  ),
   op('RENAME', Size.RENAME_IN, 2, (s, h, c, b) => {
     const [name, at] = cstring(b, Size.RENAME_IN);
     const [newName] = cstring(b, at);
@@ -209,7 +238,9 @@ export const OPS: readonly OpSpec[] = [
     const [newName] = cstring(b, at);
     const f = need(s.fs.rename);
     const flags = b.readUInt32LE(8);
-    return then(f.call(s.fs, c, nodeOf(h), name, b.readBigUInt64LE(0) as NodeId, newName, flags), () => ok(h));
+    return then(f.call(s.fs, c, nodeOf(h), name, b.readBigUInt64LE(0) as NodeId, newName, flags), () =>
+      ok(h),
+    );
   }),
   op('LINK', Size.LINK_IN, 1, (s, h, c, b) => {
     const [name] = cstring(b, Size.LINK_IN);
@@ -244,11 +275,21 @@ export const OPS: readonly OpSpec[] = [
       return [hdr, Buffer.from(data.buffer, data.byteOffset, n)];
     });
   }),
-  op('WRITE', Size.WRITE_IN, 0, (s, h, c, b) => {
+  op('WRITE', Size.WRITE_IN, 0, (s, h, c, b, slot) => {
     const size = b.readUInt32LE(16);
-    if (Size.WRITE_IN + size > b.length) throw Object.assign(new Error('short write'), { errno: Errno.EINVAL });
+    if (Size.WRITE_IN + size > b.length)
+      throw Object.assign(new Error('short write'), { errno: Errno.EINVAL });
     const data = b.subarray(Size.WRITE_IN, Size.WRITE_IN + size);
-    const info = { writeFlags: b.readUInt32LE(20), flags: b.readUInt32LE(32), lockOwner: b.readBigUInt64LE(24) as LockOwner };
+    const info = {
+      writeFlags: b.readUInt32LE(20),
+      flags: b.readUInt32LE(32),
+      lockOwner: b.readBigUInt64LE(24) as LockOwner,
+      keep: (): Buffer => {
+        if (!slot) return Buffer.from(data); // no device behind us (tests): hand out a copy
+        slot.taken = true;
+        return data;
+      },
+    };
     const res = need(s.fs.write).call(s.fs, c, nodeOf(h), fhAt(b, 0), u64n(b, 8), data, info);
     return then(res, (n) => u32Reply(h, n));
   }),
@@ -259,7 +300,8 @@ export const OPS: readonly OpSpec[] = [
     return then(s.fs.flush(c, nodeOf(h), fhAt(b, 0), owner), () => ok(h));
   }),
   op('RELEASE', Size.RELEASE_IN, 0, (s, h, c, b) => {
-    if (s.locks && b.readUInt32LE(12) & RELEASE_FLOCK_UNLOCK) s.locks.releaseFlock(h.nodeid, b.readBigUInt64LE(16));
+    if (s.locks && b.readUInt32LE(12) & RELEASE_FLOCK_UNLOCK)
+      s.locks.releaseFlock(h.nodeid, b.readBigUInt64LE(16));
     if (!s.fs.release) return ok(h);
     return then(s.fs.release(c, nodeOf(h), fhAt(b, 0), b.readUInt32LE(8)), () => ok(h));
   }),
@@ -327,7 +369,8 @@ export const OPS: readonly OpSpec[] = [
   op('GETLK', Size.LK_IN, 0, (s, h, c, b) => {
     const owner = b.readBigUInt64LE(8) as LockOwner;
     const flock = (b.readUInt32LE(40) & LK_FLOCK) !== 0;
-    if (s.fs.getlk) return then(s.fs.getlk(c, nodeOf(h), fhAt(b, 0), owner, readLock(b)), (l) => lkReply(h, l));
+    if (s.fs.getlk)
+      return then(s.fs.getlk(c, nodeOf(h), fhAt(b, 0), owner, readLock(b)), (l) => lkReply(h, l));
     if (!s.locks) throw new NotImplemented();
     return lkReply(h, s.locks.test(h.nodeid, owner, readLock(b), flock));
   }),
@@ -335,7 +378,9 @@ export const OPS: readonly OpSpec[] = [
   op('SETLKW', Size.LK_IN, 0, (s, h, c, b) => s.setlk(h, c, b, true)),
   op('FALLOCATE', Size.FALLOCATE_IN, 0, (s, h, c, b) => {
     const f = need(s.fs.fallocate);
-    return then(f.call(s.fs, c, nodeOf(h), fhAt(b, 0), u64n(b, 8), u64n(b, 16), b.readUInt32LE(24)), () => ok(h));
+    return then(f.call(s.fs, c, nodeOf(h), fhAt(b, 0), u64n(b, 8), u64n(b, 16), b.readUInt32LE(24)), () =>
+      ok(h),
+    );
   }),
   op('LSEEK', Size.LSEEK_IN, 0, (s, h, c, b) => {
     const f = need(s.fs.lseek);

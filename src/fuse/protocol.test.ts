@@ -22,7 +22,15 @@ const i32 = (v: number): number[] => u32(v >>> 0);
 const str = (s: string): number[] => [...Buffer.from(s + '\0')];
 
 /** fuse_in_header + body. */
-function request(opcode: number, unique: number, nodeid: number, body: number[], uid = 1000, gid = 100, pid = 42): Buffer {
+function request(
+  opcode: number,
+  unique: number,
+  nodeid: number,
+  body: number[],
+  uid = 1000,
+  gid = 100,
+  pid = 42,
+): Buffer {
   return Buffer.from([
     ...u32(40 + body.length), // len
     ...u32(opcode), // opcode
@@ -83,10 +91,47 @@ describe('opcode table', () => {
   });
   it('implements every opcode a complete filesystem uses', () => {
     const needed = [
-      'LOOKUP', 'FORGET', 'BATCH_FORGET', 'GETATTR', 'SETATTR', 'READLINK', 'SYMLINK', 'MKNOD', 'MKDIR', 'UNLINK',
-      'RMDIR', 'RENAME', 'RENAME2', 'LINK', 'OPEN', 'CREATE', 'READ', 'WRITE', 'FLUSH', 'RELEASE', 'FSYNC', 'OPENDIR',
-      'READDIR', 'READDIRPLUS', 'RELEASEDIR', 'FSYNCDIR', 'STATFS', 'SETXATTR', 'GETXATTR', 'LISTXATTR', 'REMOVEXATTR',
-      'ACCESS', 'INTERRUPT', 'DESTROY', 'FALLOCATE', 'LSEEK', 'GETLK', 'SETLK', 'SETLKW', 'COPY_FILE_RANGE', 'INIT',
+      'LOOKUP',
+      'FORGET',
+      'BATCH_FORGET',
+      'GETATTR',
+      'SETATTR',
+      'READLINK',
+      'SYMLINK',
+      'MKNOD',
+      'MKDIR',
+      'UNLINK',
+      'RMDIR',
+      'RENAME',
+      'RENAME2',
+      'LINK',
+      'OPEN',
+      'CREATE',
+      'READ',
+      'WRITE',
+      'FLUSH',
+      'RELEASE',
+      'FSYNC',
+      'OPENDIR',
+      'READDIR',
+      'READDIRPLUS',
+      'RELEASEDIR',
+      'FSYNCDIR',
+      'STATFS',
+      'SETXATTR',
+      'GETXATTR',
+      'LISTXATTR',
+      'REMOVEXATTR',
+      'ACCESS',
+      'INTERRUPT',
+      'DESTROY',
+      'FALLOCATE',
+      'LSEEK',
+      'GETLK',
+      'SETLK',
+      'SETLKW',
+      'COPY_FILE_RANGE',
+      'INIT',
     ];
     for (const n of needed) assert.ok(OPS.find((o) => o.name === n)?.run, `${n} has a handler`);
   });
@@ -104,8 +149,17 @@ describe('INIT', () => {
     assert.equal(r.readUInt32LE(20), 38); // minor
     assert.equal(r.readUInt32LE(24), 131072); // max_readahead: min(kernel, ours)
     const flags = r.readUInt32LE(28);
-    for (const f of ['ASYNC_READ', 'ATOMIC_O_TRUNC', 'BIG_WRITES', 'PARALLEL_DIROPS', 'MAX_PAGES', 'POSIX_LOCKS',
-      'FLOCK_LOCKS', 'DO_READDIRPLUS', 'READDIRPLUS_AUTO'] as const) {
+    for (const f of [
+      'ASYNC_READ',
+      'ATOMIC_O_TRUNC',
+      'BIG_WRITES',
+      'PARALLEL_DIROPS',
+      'MAX_PAGES',
+      'POSIX_LOCKS',
+      'FLOCK_LOCKS',
+      'DO_READDIRPLUS',
+      'READDIRPLUS_AUTO',
+    ] as const) {
       assert.ok(flags & InitFlag[f], `${f} negotiated`);
     }
     assert.equal(flags & InitFlag.WRITEBACK_CACHE, 0, 'writeback off by default');
@@ -150,22 +204,41 @@ describe('dispatch', () => {
     const sec = Number(T / 1_000_000_000n);
     const nsec = Number(T % 1_000_000_000n);
     const expected = [
-      ...u32(144), ...i32(0), ...u64(0x1234), // out header: len, error, unique
-      ...u64(5), ...u64(3), // nodeid, generation
-      ...u64(1), ...u64(2), // entry_valid, attr_valid (seconds)
-      ...u32(500_000_000), ...u32(0), // entry_valid_nsec, attr_valid_nsec
-      ...u64(5), ...u64(1000), ...u64(2), // attr: ino, size, blocks
-      ...u64(sec), ...u64(sec), ...u64(sec), // atime, mtime, ctime
-      ...u32(nsec), ...u32(nsec), ...u32(nsec), // *timensec
-      ...u32(0o100644), ...u32(1), ...u32(1000), ...u32(100), // mode, nlink, uid, gid
-      ...u32(0), ...u32(4096), ...u32(0), // rdev, blksize, flags
+      ...u32(144),
+      ...i32(0),
+      ...u64(0x1234), // out header: len, error, unique
+      ...u64(5),
+      ...u64(3), // nodeid, generation
+      ...u64(1),
+      ...u64(2), // entry_valid, attr_valid (seconds)
+      ...u32(500_000_000),
+      ...u32(0), // entry_valid_nsec, attr_valid_nsec
+      ...u64(5),
+      ...u64(1000),
+      ...u64(2), // attr: ino, size, blocks
+      ...u64(sec),
+      ...u64(sec),
+      ...u64(sec), // atime, mtime, ctime
+      ...u32(nsec),
+      ...u32(nsec),
+      ...u32(nsec), // *timensec
+      ...u32(0o100644),
+      ...u32(1),
+      ...u32(1000),
+      ...u32(100), // mode, nlink, uid, gid
+      ...u32(0),
+      ...u32(4096),
+      ...u32(0), // rdev, blksize, flags
     ];
     assert.deepEqual([...r], expected);
   });
 
   it('unknown opcodes and unimplemented methods answer ENOSYS', async () => {
     const s = await initd({});
-    assert.deepEqual([...flat(await s.handle(request(9999, 5, 1, [])))], [...u32(16), ...i32(-Errno.ENOSYS), ...u64(5)]);
+    assert.deepEqual(
+      [...flat(await s.handle(request(9999, 5, 1, [])))],
+      [...u32(16), ...i32(-Errno.ENOSYS), ...u64(5)],
+    );
     const r = flat(await s.handle(request(Opcode.MKDIR, 6, 1, [...u32(0o755), ...u32(0o22), ...str('d')])));
     assert.equal(r.readInt32LE(4), -Errno.ENOSYS);
     const r2 = flat(await s.handle(request(Opcode.BMAP, 7, 1, Array(16).fill(0))));
@@ -185,7 +258,9 @@ describe('dispatch', () => {
     });
     const codes: number[] = [];
     for (mode = 0; mode < 5; mode++) {
-      codes.push(flat(await s.handle(request(Opcode.GETATTR, 10 + mode, 5, Array(16).fill(0)))).readInt32LE(4));
+      codes.push(
+        flat(await s.handle(request(Opcode.GETATTR, 10 + mode, 5, Array(16).fill(0)))).readInt32LE(4),
+      );
     }
     assert.deepEqual(codes, [-Errno.ENOENT, -Errno.EACCES, -Errno.EIO, -Errno.ENOSPC, 0]);
   });
@@ -213,7 +288,9 @@ describe('dispatch', () => {
 
   it('READ answers header + data (zero-copy iovec), trimmed to the size asked', async () => {
     const data = Buffer.from('0123456789');
-    const s = await initd({ read: (_c, _i, fh, off, size) => (fh === 77n ? data.subarray(off, off + size + 3) : Buffer.alloc(0)) });
+    const s = await initd({
+      read: (_c, _i, fh, off, size) => (fh === 77n ? data.subarray(off, off + size + 3) : Buffer.alloc(0)),
+    });
     const body = [...u64(77), ...u64(2), ...u32(4), ...u32(0), ...u64(0), ...u32(0), ...u32(0)]; // fh, offset, size, read_flags, lock_owner, flags, pad
     const r = await s.handle(request(Opcode.READ, 30, 5, body));
     assert.ok(Array.isArray(r));
@@ -229,16 +306,43 @@ describe('dispatch', () => {
       },
     });
     const payload = [...Buffer.from('abc')];
-    const body = [...u64(1), ...u64(10), ...u32(3), ...u32(0), ...u64(0), ...u32(0o2001), ...u32(0), ...payload];
+    const body = [
+      ...u64(1),
+      ...u64(10),
+      ...u32(3),
+      ...u32(0),
+      ...u64(0),
+      ...u32(0o2001),
+      ...u32(0),
+      ...payload,
+    ];
     const r = flat(await s.handle(request(Opcode.WRITE, 31, 5, body)));
     assert.equal(got, `10:abc:${0o2001}`);
     assert.deepEqual([...r], [...u32(24), ...i32(0), ...u64(31), ...u32(3), ...u32(0)]);
   });
 
+  it('WRITE keep() marks the slot taken and returns the same bytes', async () => {
+    let kept: Buffer | undefined;
+    const s = await initd({ write: (_c, _i, _fh, _off, _d, info) => (kept = info.keep()).length });
+    const body = [...u64(1), ...u64(0), ...u32(2), ...u32(0), ...u64(0), ...u32(0), ...u32(0), 0x68, 0x69];
+    const req = request(Opcode.WRITE, 32, 5, body);
+    const slot = { taken: false };
+    await s.handle(req, slot);
+    assert.equal(slot.taken, true);
+    assert.equal(kept?.buffer, req.buffer, 'no copy: a view of the request buffer');
+    assert.equal(kept?.toString(), 'hi');
+    const req2 = request(Opcode.WRITE, 33, 5, body);
+    await s.handle(req2); // no slot: a private copy
+    req2.fill(0);
+    assert.equal(kept?.toString(), 'hi');
+  });
+
   it('RENAME2 carries flags; RENAME is flags 0', async () => {
     const calls: unknown[] = [];
     const s = await initd({ rename: (_c, p, n, np, nn, f) => void calls.push([p, n, np, nn, f]) });
-    await s.handle(request(Opcode.RENAME2, 40, 1, [...u64(2), ...u32(1), ...u32(0), ...str('a'), ...str('b')]));
+    await s.handle(
+      request(Opcode.RENAME2, 40, 1, [...u64(2), ...u32(1), ...u32(0), ...str('a'), ...str('b')]),
+    );
     await s.handle(request(Opcode.RENAME, 41, 1, [...u64(3), ...str('c'), ...str('d')]));
     assert.deepEqual(calls, [
       [1n, 'a', 2n, 'b', 1],
@@ -268,11 +372,17 @@ describe('dispatch', () => {
 
   it('GETXATTR/LISTXATTR: size probes, ERANGE, values', async () => {
     const s = await initd({ getxattr: () => Buffer.from('value'), listxattr: () => ['user.a', 'user.bb'] });
-    const probe = flat(await s.handle(request(Opcode.GETXATTR, 60, 5, [...u32(0), ...u32(0), ...str('user.a')])));
+    const probe = flat(
+      await s.handle(request(Opcode.GETXATTR, 60, 5, [...u32(0), ...u32(0), ...str('user.a')])),
+    );
     assert.deepEqual([...probe], [...u32(24), ...i32(0), ...u64(60), ...u32(5), ...u32(0)]);
-    const small = flat(await s.handle(request(Opcode.GETXATTR, 61, 5, [...u32(2), ...u32(0), ...str('user.a')])));
+    const small = flat(
+      await s.handle(request(Opcode.GETXATTR, 61, 5, [...u32(2), ...u32(0), ...str('user.a')])),
+    );
     assert.equal(small.readInt32LE(4), -Errno.ERANGE);
-    const v = flat(await s.handle(request(Opcode.GETXATTR, 62, 5, [...u32(64), ...u32(0), ...str('user.a')])));
+    const v = flat(
+      await s.handle(request(Opcode.GETXATTR, 62, 5, [...u32(64), ...u32(0), ...str('user.a')])),
+    );
     assert.equal(v.subarray(16).toString(), 'value');
     const l = flat(await s.handle(request(Opcode.LISTXATTR, 63, 5, [...u32(64), ...u32(0)])));
     assert.equal(l.subarray(16).toString(), 'user.a\0user.bb\0');
@@ -295,9 +405,31 @@ describe('dispatch', () => {
     assert.deepEqual(
       [...r],
       [
-        ...u32(16 + 64), ...i32(0), ...u64(70),
-        ...u64(10), ...u64(1), ...u32(2), ...u32(8), ...Buffer.from('f0'), 0, 0, 0, 0, 0, 0, // ino, off, namelen, type DT_REG, name, pad
-        ...u64(11), ...u64(2), ...u32(2), ...u32(8), ...Buffer.from('f1'), 0, 0, 0, 0, 0, 0,
+        ...u32(16 + 64),
+        ...i32(0),
+        ...u64(70),
+        ...u64(10),
+        ...u64(1),
+        ...u32(2),
+        ...u32(8),
+        ...Buffer.from('f0'),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0, // ino, off, namelen, type DT_REG, name, pad
+        ...u64(11),
+        ...u64(2),
+        ...u32(2),
+        ...u32(8),
+        ...Buffer.from('f1'),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
       ],
     );
   });
@@ -312,9 +444,14 @@ describe('dispatch', () => {
 
 describe('locks through the protocol', () => {
   const lk = (owner: number, start: bigint, end: bigint, type: number, pid: number, flags = 0): number[] => [
-    ...u64(1), ...u64(owner), // fh, owner
-    ...u64(start), ...u64(end), ...u32(type), ...u32(pid), // fuse_file_lock
-    ...u32(flags), ...u32(0), // lk_flags, padding
+    ...u64(1),
+    ...u64(owner), // fh, owner
+    ...u64(start),
+    ...u64(end),
+    ...u32(type),
+    ...u32(pid), // fuse_file_lock
+    ...u32(flags),
+    ...u32(0), // lk_flags, padding
   ];
   it('SETLK conflicts answer EAGAIN, GETLK reports the holder, SETLKW waits and INTERRUPT answers EINTR', async () => {
     const s = await initd({});
@@ -338,12 +475,25 @@ describe('locks through the protocol', () => {
   });
   it('flock locks (LK_FLOCK) are separate from POSIX locks and released by RELEASE', async () => {
     const s = await initd({});
-    assert.equal(flat(await s.handle(request(Opcode.SETLK, 1, 5, lk(1, 0n, OFFSET_MAX, F_WRLCK, 1, 1)))).readInt32LE(4), 0);
-    assert.equal(flat(await s.handle(request(Opcode.SETLK, 2, 5, lk(2, 0n, OFFSET_MAX, F_WRLCK, 2, 1)))).readInt32LE(4), -Errno.EAGAIN);
-    assert.equal(flat(await s.handle(request(Opcode.SETLK, 3, 5, lk(2, 0n, 10n, F_WRLCK, 2)))).readInt32LE(4), 0, 'posix is separate');
+    assert.equal(
+      flat(await s.handle(request(Opcode.SETLK, 1, 5, lk(1, 0n, OFFSET_MAX, F_WRLCK, 1, 1)))).readInt32LE(4),
+      0,
+    );
+    assert.equal(
+      flat(await s.handle(request(Opcode.SETLK, 2, 5, lk(2, 0n, OFFSET_MAX, F_WRLCK, 2, 1)))).readInt32LE(4),
+      -Errno.EAGAIN,
+    );
+    assert.equal(
+      flat(await s.handle(request(Opcode.SETLK, 3, 5, lk(2, 0n, 10n, F_WRLCK, 2)))).readInt32LE(4),
+      0,
+      'posix is separate',
+    );
     const rel = [...u64(1), ...u32(0), ...u32(2), ...u64(1)]; // fh, flags, release_flags FLOCK_UNLOCK, lock_owner
     assert.equal(flat(await s.handle(request(Opcode.RELEASE, 4, 5, rel))).readInt32LE(4), 0);
-    assert.equal(flat(await s.handle(request(Opcode.SETLK, 5, 5, lk(2, 0n, OFFSET_MAX, F_WRLCK, 2, 1)))).readInt32LE(4), 0);
+    assert.equal(
+      flat(await s.handle(request(Opcode.SETLK, 5, 5, lk(2, 0n, OFFSET_MAX, F_WRLCK, 2, 1)))).readInt32LE(4),
+      0,
+    );
   });
 });
 
@@ -365,11 +515,15 @@ describe('LockManager', () => {
           const end = Math.min(SIZE - 1, st.start + st.len - 1);
           let conflict = false;
           for (let b = st.start; b <= end && st.type !== F_UNLCK; b++) {
-            for (const [o, t] of model[b]!) if (o !== st.owner && (t === F_WRLCK || st.type === F_WRLCK)) conflict = true;
+            for (const [o, t] of model[b]!)
+              if (o !== st.owner && (t === F_WRLCK || st.type === F_WRLCK)) conflict = true;
           }
           const lock = { start: BigInt(st.start), end: BigInt(end), type: st.type, pid: st.owner };
           if (conflict) {
-            assert.throws(() => m.set(5n, BigInt(st.owner), lock, false), (e: { errno?: number }) => e.errno === Errno.EAGAIN);
+            assert.throws(
+              () => m.set(5n, BigInt(st.owner), lock, false),
+              (e: { errno?: number }) => e.errno === Errno.EAGAIN,
+            );
             continue;
           }
           m.set(5n, BigInt(st.owner), lock, false);

@@ -1,12 +1,20 @@
 // The protocol core: handle(request bytes) → reply bytes, INIT negotiation, interrupts and kernel
 // notifications. Knows nothing of /dev/fuse I/O or mounting (see device.ts, mount.ts).
 import { errnoOf, Errno } from '../errors.js';
-import { FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, InitFlag, LK_FLOCK, NotifyCode, Opcode, Size } from './abi.js';
+import {
+  FUSE_KERNEL_MINOR_VERSION,
+  FUSE_KERNEL_VERSION,
+  InitFlag,
+  LK_FLOCK,
+  NotifyCode,
+  Opcode,
+  Size,
+} from './abi.js';
 import { decodeInHeader, errorReply, okReply, type InHeader, type Ttls } from './codec.js';
 import type { ConnectionInfo, FileLock, LowLevelFileSystem, RequestContext } from './filesystem.js';
 import type { FileHandle, LockOwner, NodeId } from './ids.js';
 import { LockManager } from './locks.js';
-import { OP_BY_CODE, type Reply } from './ops.js';
+import { OP_BY_CODE, type BufferSlot, type Reply } from './ops.js';
 
 export interface SessionOptions {
   /** Seconds the kernel caches name lookups (default 1). */
@@ -72,10 +80,10 @@ export class Session {
   }
 
   /**
-   * Handle one request. Returns the reply bytes (or null when the opcode takes no reply), either
+   * Handle one request (`slot`: the device's buffer, which a WRITE handler may keep). Returns the reply bytes (or null when the opcode takes no reply), either
    * directly or as a promise; never throws and never rejects: every failure becomes an errno reply.
    */
-  handle(req: Buffer): Reply | Promise<Reply> {
+  handle(req: Buffer, slot?: BufferSlot): Reply | Promise<Reply> {
     if (req.length < Size.IN_HEADER) return null; // no unique to answer to
     let h: InHeader;
     try {
@@ -89,10 +97,11 @@ export class Session {
       if (!this.conn && h.opcode !== Opcode.INIT) return errorReply(h.unique, Errno.EIO);
       const end = Math.min(req.length, h.len) - h.totalExtlen * 8;
       const body = req.subarray(Size.IN_HEADER, Math.max(Size.IN_HEADER, end));
-      if (body.length < spec.inSize + spec.names) return spec.replies ? errorReply(h.unique, Errno.EINVAL) : null;
+      if (body.length < spec.inSize + spec.names)
+        return spec.replies ? errorReply(h.unique, Errno.EINVAL) : null;
       if (!spec.run) return errorReply(h.unique, Errno.ENOSYS);
       const ctx: RequestContext = { uid: h.uid, gid: h.gid, pid: h.pid, unique: h.unique };
-      const out = spec.run(this, h, ctx, body);
+      const out = spec.run(this, h, ctx, body, slot);
       if (out instanceof Promise) {
         return out.then(
           (r) => (spec.replies ? r : null),

@@ -14,7 +14,11 @@ export interface ContractOptions {
 }
 
 /** Runs `fn` over `items` with at most `limit` calls in flight. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
@@ -33,7 +37,11 @@ const bytes = (s: string) => new TextEncoder().encode(s);
  * Registers the conformance suite for one backend. `makeRemote` returns a Remote over an empty namespace
  * (a fresh directory or prefix); the suite closes it at the end.
  */
-export function remoteContract(name: string, makeRemote: () => Promise<Remote>, opts: ContractOptions = {}): void {
+export function remoteContract(
+  name: string,
+  makeRemote: () => Promise<Remote>,
+  opts: ContractOptions = {},
+): void {
   const manyKeys = opts.manyKeys ?? 1005;
   const largeBytes = opts.largeBytes ?? 8 * 1024 * 1024;
 
@@ -80,7 +88,11 @@ export function remoteContract(name: string, makeRemote: () => Promise<Remote>, 
       ];
       for (const [offset, length] of cases) {
         const got = await r.get('range/obj', { offset, length });
-        assert.deepEqual(Buffer.from(got), data.subarray(offset, offset + length), `range ${offset}+${length}`);
+        assert.deepEqual(
+          Buffer.from(got),
+          data.subarray(offset, offset + length),
+          `range ${offset}+${length}`,
+        );
       }
     });
 
@@ -112,7 +124,16 @@ export function remoteContract(name: string, makeRemote: () => Promise<Remote>, 
     });
 
     it('list by prefix: sorted, nested keys, partial segments', async () => {
-      const keys = ['ls/b', 'ls/a/2', 'ls/a/1', 'ls/a/sub/deep/x', 'ls/ab', 'ls/a-b', 'ls/c/0000000000000002', 'ls/c/0000000000000001'];
+      const keys = [
+        'ls/b',
+        'ls/a/2',
+        'ls/a/1',
+        'ls/a/sub/deep/x',
+        'ls/ab',
+        'ls/a-b',
+        'ls/c/0000000000000002',
+        'ls/c/0000000000000001',
+      ];
       for (const k of keys) assert.equal(await r.putIfAbsent(k, bytes(k)), true);
       const sorted = [...keys].sort();
       assert.deepEqual(await r.list('ls/'), sorted);
@@ -181,7 +202,19 @@ export function remoteContract(name: string, makeRemote: () => Promise<Remote>, 
     });
 
     it('rejects malformed keys and prefixes with InvalidInputError', async () => {
-      for (const k of ['', '/abs', 'a//b', '../x', 'a/../b', '.hidden', 'a/.tmp', 'a/', 'sp ace', 'nul\0', 'a\\b']) {
+      for (const k of [
+        '',
+        '/abs',
+        'a//b',
+        '../x',
+        'a/../b',
+        '.hidden',
+        'a/.tmp',
+        'a/',
+        'sp ace',
+        'nul\0',
+        'a\\b',
+      ]) {
         await assert.rejects(r.putIfAbsent(k, bytes('x')), InvalidInputError, JSON.stringify(k));
         await assert.rejects(r.get(k), InvalidInputError, JSON.stringify(k));
       }

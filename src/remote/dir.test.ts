@@ -19,7 +19,11 @@ async function tempDir(): Promise<string> {
 }
 
 remoteContract('dir', async () => new DirRemote(await tempDir()));
-remoteContract('dir via openRemote(file://…)', async () => openRemote(`file://${await tempDir()}/nested/root`), { manyKeys: 1001, largeBytes: 1 << 20 });
+remoteContract(
+  'dir via openRemote(file://…)',
+  async () => openRemote(`file://${await tempDir()}/nested/root`),
+  { manyKeys: 1001, largeBytes: 1 << 20 },
+);
 
 describe('dir backend specifics', () => {
   it('stores objects as plain files under the root and leaves no temp files behind', async () => {

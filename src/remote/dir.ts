@@ -23,7 +23,9 @@ const TMP_DIR = '.arbor-tmp';
 const STALE_TMP_MS = 60 * 60 * 1000;
 
 function errCode(err: unknown): string | undefined {
-  return err && typeof err === 'object' && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+  return err && typeof err === 'object' && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
 }
 
 export class DirRemote implements Remote {
@@ -89,37 +91,41 @@ export class DirRemote implements Remote {
 
   async putIfAbsent(key: string, data: Uint8Array): Promise<boolean> {
     checkKey(key);
-    return withRetry(`put ${key}`, async () => {
-      const final = join(this.root, key);
-      const tmpDir = join(this.root, TMP_DIR);
-      const tmp = join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
-      try {
-        if (await this.existsNow(final)) return false;
-        await this.mkdirp(dirname(final));
-        await this.mkdirp(tmpDir);
-        await this.sweepTmp(tmpDir);
-        const fh = await fsp.open(tmp, 'wx', 0o644);
+    return withRetry(
+      `put ${key}`,
+      async () => {
+        const final = join(this.root, key);
+        const tmpDir = join(this.root, TMP_DIR);
+        const tmp = join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
         try {
-          await fh.writeFile(data);
-          if (this.fsync) await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        try {
-          await fsp.link(tmp, final);
+          if (await this.existsNow(final)) return false;
+          await this.mkdirp(dirname(final));
+          await this.mkdirp(tmpDir);
+          await this.sweepTmp(tmpDir);
+          const fh = await fsp.open(tmp, 'wx', 0o644);
+          try {
+            await fh.writeFile(data);
+            if (this.fsync) await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          try {
+            await fsp.link(tmp, final);
+          } catch (err) {
+            if (errCode(err) === 'EEXIST') return false;
+            if (errCode(err) === 'ENOENT') this.madeDirs.clear(); // someone removed a directory behind our back
+            throw err;
+          }
+          await this.fsyncDir(dirname(final));
+          return true;
         } catch (err) {
-          if (errCode(err) === 'EEXIST') return false;
-          if (errCode(err) === 'ENOENT') this.madeDirs.clear(); // someone removed a directory behind our back
-          throw err;
+          throw this.unavailable(`put ${key}`, err);
+        } finally {
+          await fsp.unlink(tmp).catch(() => undefined);
         }
-        await this.fsyncDir(dirname(final));
-        return true;
-      } catch (err) {
-        throw this.unavailable(`put ${key}`, err);
-      } finally {
-        await fsp.unlink(tmp).catch(() => undefined);
-      }
-    }, this.retry);
+      },
+      this.retry,
+    );
   }
 
   private async existsNow(path: string): Promise<boolean> {
@@ -134,96 +140,112 @@ export class DirRemote implements Remote {
   async get(key: string, range?: ByteRange): Promise<Uint8Array> {
     checkKey(key);
     if (range) checkRange(range);
-    return withRetry(`get ${key}`, async () => {
-      let fh: fsp.FileHandle;
-      try {
-        fh = await fsp.open(join(this.root, key), 'r');
-      } catch (err) {
-        if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR' || errCode(err) === 'EISDIR') {
-          throw new RemoteNotFoundError(key);
+    return withRetry(
+      `get ${key}`,
+      async () => {
+        let fh: fsp.FileHandle;
+        try {
+          fh = await fsp.open(join(this.root, key), 'r');
+        } catch (err) {
+          if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR' || errCode(err) === 'EISDIR') {
+            throw new RemoteNotFoundError(key);
+          }
+          throw this.unavailable(`get ${key}`, err);
         }
-        throw this.unavailable(`get ${key}`, err);
-      }
-      try {
-        const size = (await fh.stat()).size;
-        const start = Math.min(range?.offset ?? 0, size);
-        const end = range ? Math.min(size, start + range.length) : size;
-        const out = new Uint8Array(end - start);
-        let done = 0;
-        while (done < out.length) {
-          const { bytesRead } = await fh.read(out, done, out.length - done, start + done);
-          if (bytesRead === 0) break; // truncated under us: return what is there; the chunk layer verifies
-          done += bytesRead;
+        try {
+          const size = (await fh.stat()).size;
+          const start = Math.min(range?.offset ?? 0, size);
+          const end = range ? Math.min(size, start + range.length) : size;
+          const out = new Uint8Array(end - start);
+          let done = 0;
+          while (done < out.length) {
+            const { bytesRead } = await fh.read(out, done, out.length - done, start + done);
+            if (bytesRead === 0) break; // truncated under us: return what is there; the chunk layer verifies
+            done += bytesRead;
+          }
+          return done === out.length ? out : out.subarray(0, done);
+        } catch (err) {
+          throw this.unavailable(`get ${key}`, err);
+        } finally {
+          await fh.close();
         }
-        return done === out.length ? out : out.subarray(0, done);
-      } catch (err) {
-        throw this.unavailable(`get ${key}`, err);
-      } finally {
-        await fh.close();
-      }
-    }, this.retry);
+      },
+      this.retry,
+    );
   }
 
   async exists(key: string): Promise<boolean> {
     checkKey(key);
-    return withRetry(`exists ${key}`, async () => {
-      try {
-        return await this.existsNow(join(this.root, key));
-      } catch (err) {
-        throw this.unavailable(`exists ${key}`, err);
-      }
-    }, this.retry);
+    return withRetry(
+      `exists ${key}`,
+      async () => {
+        try {
+          return await this.existsNow(join(this.root, key));
+        } catch (err) {
+          throw this.unavailable(`exists ${key}`, err);
+        }
+      },
+      this.retry,
+    );
   }
 
   async list(prefix: string): Promise<string[]> {
     checkPrefix(prefix);
-    return withRetry(`list ${prefix}`, async () => {
-      const slash = prefix.lastIndexOf('/');
-      const base = slash < 0 ? '' : prefix.slice(0, slash);
-      const out: string[] = [];
-      const walk = async (rel: string): Promise<void> => {
-        let entries: Dirent[];
-        try {
-          entries = await fsp.readdir(rel ? join(this.root, rel) : this.root, { withFileTypes: true });
-        } catch (err) {
-          if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return;
-          throw err;
-        }
-        for (const e of entries) {
-          if (e.name.startsWith('.')) continue; // temp files and anything that is not a valid key
-          const key = rel ? `${rel}/${e.name}` : e.name;
-          if (e.isDirectory()) {
-            // Descend only where keys could still match the prefix.
-            if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) await walk(key);
-          } else if (e.isFile() && key.startsWith(prefix)) {
-            out.push(key);
+    return withRetry(
+      `list ${prefix}`,
+      async () => {
+        const slash = prefix.lastIndexOf('/');
+        const base = slash < 0 ? '' : prefix.slice(0, slash);
+        const out: string[] = [];
+        const walk = async (rel: string): Promise<void> => {
+          let entries: Dirent[];
+          try {
+            entries = await fsp.readdir(rel ? join(this.root, rel) : this.root, { withFileTypes: true });
+          } catch (err) {
+            if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return;
+            throw err;
           }
+          for (const e of entries) {
+            if (e.name.startsWith('.')) continue; // temp files and anything that is not a valid key
+            const key = rel ? `${rel}/${e.name}` : e.name;
+            if (e.isDirectory()) {
+              // Descend only where keys could still match the prefix.
+              if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) await walk(key);
+            } else if (e.isFile() && key.startsWith(prefix)) {
+              out.push(key);
+            }
+          }
+        };
+        try {
+          await walk(base);
+        } catch (err) {
+          throw this.unavailable(`list ${prefix}`, err);
         }
-      };
-      try {
-        await walk(base);
-      } catch (err) {
-        throw this.unavailable(`list ${prefix}`, err);
-      }
-      return out.sort(compareKeys);
-    }, this.retry);
+        return out.sort(compareKeys);
+      },
+      this.retry,
+    );
   }
 
   async delete(key: string): Promise<void> {
     checkKey(key);
-    return withRetry(`delete ${key}`, async () => {
-      try {
-        await fsp.unlink(join(this.root, key));
-      } catch (err) {
-        if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return;
-        throw this.unavailable(`delete ${key}`, err);
-      }
-    }, this.retry);
+    return withRetry(
+      `delete ${key}`,
+      async () => {
+        try {
+          await fsp.unlink(join(this.root, key));
+        } catch (err) {
+          if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return;
+          throw this.unavailable(`delete ${key}`, err);
+        }
+      },
+      this.retry,
+    );
   }
 
   /** Reachable = the root exists and is a directory. */
   async ping(): Promise<void> {
-    let isDir = false;
+    let isDir: boolean;
     try {
       isDir = (await fsp.stat(this.root)).isDirectory();
     } catch (err) {

@@ -9,7 +9,9 @@ const MAX_KEY_LENGTH = 512;
 /** Throws InvalidInputError unless `key` is a '/'-separated relative path of safe segments. */
 export function checkKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
-    throw new InvalidInputError(`invalid remote key ${JSON.stringify(key)}: must be 1..${MAX_KEY_LENGTH} characters`);
+    throw new InvalidInputError(
+      `invalid remote key ${JSON.stringify(key)}: must be 1..${MAX_KEY_LENGTH} characters`,
+    );
   }
   for (const seg of key.split('/')) {
     if (!SEGMENT.test(seg)) {
@@ -26,14 +28,21 @@ export function checkPrefix(prefix: string): void {
   const segs = prefix.split('/');
   const last = segs.pop() as string;
   for (const seg of segs) {
-    if (!SEGMENT.test(seg)) throw new InvalidInputError(`invalid remote list prefix ${JSON.stringify(prefix)}`);
+    if (!SEGMENT.test(seg))
+      throw new InvalidInputError(`invalid remote list prefix ${JSON.stringify(prefix)}`);
   }
-  if (last !== '' && !SEGMENT.test(last)) throw new InvalidInputError(`invalid remote list prefix ${JSON.stringify(prefix)}`);
+  if (last !== '' && !SEGMENT.test(last))
+    throw new InvalidInputError(`invalid remote list prefix ${JSON.stringify(prefix)}`);
 }
 
 /** Validates a byte range: non-negative safe integers. */
 export function checkRange(range: { offset: number; length: number }): void {
-  if (!Number.isSafeInteger(range.offset) || range.offset < 0 || !Number.isSafeInteger(range.length) || range.length < 0) {
+  if (
+    !Number.isSafeInteger(range.offset) ||
+    range.offset < 0 ||
+    !Number.isSafeInteger(range.length) ||
+    range.length < 0
+  ) {
     throw new InvalidInputError(`invalid byte range offset=${range.offset} length=${range.length}`);
   }
 }

@@ -20,7 +20,9 @@ export function hostPattern(host: string, port: number): string {
 export function keyType(blob: Uint8Array): string {
   if (blob.length < 4) return 'unknown';
   const len = new DataView(blob.buffer, blob.byteOffset, blob.byteLength).getUint32(0);
-  return len > 0 && len < 64 && blob.length >= 4 + len ? Buffer.from(blob.subarray(4, 4 + len)).toString('latin1') : 'unknown';
+  return len > 0 && len < 64 && blob.length >= 4 + len
+    ? Buffer.from(blob.subarray(4, 4 + len)).toString('latin1')
+    : 'unknown';
 }
 
 export type HostKeyVerdict = 'known' | 'added' | 'mismatch';

@@ -12,7 +12,12 @@ export interface RetryOptions {
   readonly timeoutMs?: number;
 }
 
-export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 4, baseDelayMs: 100, maxDelayMs: 2000, timeoutMs: 30_000 };
+export const DEFAULT_RETRY: Required<RetryOptions> = {
+  attempts: 4,
+  baseDelayMs: 100,
+  maxDelayMs: 2000,
+  timeoutMs: 30_000,
+};
 
 /** Retryable = RemoteUnavailableError not explicitly marked final (e.g. a host key mismatch is final). */
 export function isRetryable(err: unknown): boolean {
@@ -51,7 +56,11 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * Runs `fn` until it succeeds, fails with a non-retryable error, or the attempts are used up (then the last
  * error is thrown). Each attempt is bounded by `timeoutMs`, so a dead server never hangs a caller forever.
  */
-export async function withRetry<T>(what: string, fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
+export async function withRetry<T>(
+  what: string,
+  fn: (attempt: number) => Promise<T>,
+  opts: RetryOptions = {},
+): Promise<T> {
   const o = { ...DEFAULT_RETRY, ...opts };
   let last: unknown;
   for (let attempt = 1; attempt <= Math.max(1, o.attempts); attempt++) {

@@ -55,7 +55,11 @@ export class S3Remote implements Remote {
     this.retry = opts.retry ?? {};
     const maxSockets = opts.maxSockets ?? 64;
     const secure = !loc.endpoint || loc.endpoint.startsWith('https:');
-    this.agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets }) : new HttpAgent({ keepAlive: true, maxSockets });
+    // arbor targets Node 20 on purpose; the SDK's "Node 22 soon" notice would print on every CLI run.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    this.agent = secure
+      ? new HttpsAgent({ keepAlive: true, maxSockets })
+      : new HttpAgent({ keepAlive: true, maxSockets });
     this.client = new S3Client({
       region: loc.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       ...(loc.endpoint ? { endpoint: loc.endpoint, forcePathStyle: true } : {}),
@@ -82,16 +86,30 @@ export class S3Remote implements Remote {
     if (key !== undefined && (status === 404 || name === 'NoSuchKey' || name === 'NotFound')) {
       return new RemoteNotFoundError(key);
     }
-    if (name === 'NoSuchBucket') return new FinalRemoteError(`${this.url}: bucket ${this.bucket} does not exist`, { cause: err });
-    if (name === 'CredentialsProviderError' || /credential/i.test(e.message ?? '') && status === undefined) {
-      return new FinalRemoteError(`${this.url}: no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)`, {
-        cause: err,
-      });
+    if (name === 'NoSuchBucket')
+      return new FinalRemoteError(`${this.url}: bucket ${this.bucket} does not exist`, { cause: err });
+    if (
+      name === 'CredentialsProviderError' ||
+      (/credential/i.test(e.message ?? '') && status === undefined)
+    ) {
+      return new FinalRemoteError(
+        `${this.url}: no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)`,
+        {
+          cause: err,
+        },
+      );
     }
     if (status === 401 || status === 403) {
       return new FinalRemoteError(`${msg}: check the AWS credentials and the bucket policy`, { cause: err });
     }
-    if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 409 && status !== 429) {
+    if (
+      status !== undefined &&
+      status >= 400 &&
+      status < 500 &&
+      status !== 408 &&
+      status !== 409 &&
+      status !== 429
+    ) {
       return new FinalRemoteError(msg, { cause: err });
     }
     // 5xx, 408/409/429, timeouts, refused/reset connections: worth retrying.
@@ -100,26 +118,30 @@ export class S3Remote implements Remote {
 
   async putIfAbsent(key: string, data: Uint8Array): Promise<boolean> {
     checkKey(key);
-    return withRetry(`put ${key}`, async () => {
-      try {
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: this.base + key,
-            Body: data,
-            ContentLength: data.byteLength,
-            IfNoneMatch: '*',
-          }),
-        );
-        return true;
-      } catch (err) {
-        const e = sdkError(err);
-        // 412: an object is already there (it is left unchanged). A lost race answers 412 too; AWS may answer
-        // 409 to a concurrent conditional write, which we retry and then see as 412.
-        if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return false;
-        throw this.mapError(`put ${key}`, err);
-      }
-    }, this.retry);
+    return withRetry(
+      `put ${key}`,
+      async () => {
+        try {
+          await this.client.send(
+            new PutObjectCommand({
+              Bucket: this.bucket,
+              Key: this.base + key,
+              Body: data,
+              ContentLength: data.byteLength,
+              IfNoneMatch: '*',
+            }),
+          );
+          return true;
+        } catch (err) {
+          const e = sdkError(err);
+          // 412: an object is already there (it is left unchanged). A lost race answers 412 too; AWS may answer
+          // 409 to a concurrent conditional write, which we retry and then see as 412.
+          if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return false;
+          throw this.mapError(`put ${key}`, err);
+        }
+      },
+      this.retry,
+    );
   }
 
   async get(key: string, range?: ByteRange): Promise<Uint8Array> {
@@ -130,37 +152,46 @@ export class S3Remote implements Remote {
       if (!(await this.exists(key))) throw new RemoteNotFoundError(key);
       return new Uint8Array(0);
     }
-    return withRetry(`get ${key}`, async () => {
-      try {
-        const resp = await this.client.send(
-          new GetObjectCommand({
-            Bucket: this.bucket,
-            Key: this.base + key,
-            ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
-          }),
-        );
-        if (!resp.Body) return new Uint8Array(0);
-        return await resp.Body.transformToByteArray();
-      } catch (err) {
-        // 416: the range starts at or past the end of an existing object → nothing to return.
-        if (sdkError(err).$metadata?.httpStatusCode === 416 || sdkError(err).name === 'InvalidRange') return new Uint8Array(0);
-        throw this.mapError(`get ${key}`, err, key);
-      }
-    }, this.retry);
+    return withRetry(
+      `get ${key}`,
+      async () => {
+        try {
+          const resp = await this.client.send(
+            new GetObjectCommand({
+              Bucket: this.bucket,
+              Key: this.base + key,
+              ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
+            }),
+          );
+          if (!resp.Body) return new Uint8Array(0);
+          return await resp.Body.transformToByteArray();
+        } catch (err) {
+          // 416: the range starts at or past the end of an existing object → nothing to return.
+          if (sdkError(err).$metadata?.httpStatusCode === 416 || sdkError(err).name === 'InvalidRange')
+            return new Uint8Array(0);
+          throw this.mapError(`get ${key}`, err, key);
+        }
+      },
+      this.retry,
+    );
   }
 
   async exists(key: string): Promise<boolean> {
     checkKey(key);
-    return withRetry(`exists ${key}`, async () => {
-      try {
-        await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
-        return true;
-      } catch (err) {
-        const mapped = this.mapError(`exists ${key}`, err, key);
-        if (mapped instanceof RemoteNotFoundError) return false;
-        throw mapped;
-      }
-    }, this.retry);
+    return withRetry(
+      `exists ${key}`,
+      async () => {
+        try {
+          await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
+          return true;
+        } catch (err) {
+          const mapped = this.mapError(`exists ${key}`, err, key);
+          if (mapped instanceof RemoteNotFoundError) return false;
+          throw mapped;
+        }
+      },
+      this.retry,
+    );
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -168,15 +199,23 @@ export class S3Remote implements Remote {
     const out: string[] = [];
     let token: string | undefined;
     do {
-      const page = await withRetry(`list ${prefix}`, async () => {
-        try {
-          return await this.client.send(
-            new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.base + prefix, ContinuationToken: token }),
-          );
-        } catch (err) {
-          throw this.mapError(`list ${prefix}`, err);
-        }
-      }, this.retry);
+      const page = await withRetry(
+        `list ${prefix}`,
+        async () => {
+          try {
+            return await this.client.send(
+              new ListObjectsV2Command({
+                Bucket: this.bucket,
+                Prefix: this.base + prefix,
+                ContinuationToken: token,
+              }),
+            );
+          } catch (err) {
+            throw this.mapError(`list ${prefix}`, err);
+          }
+        },
+        this.retry,
+      );
       for (const obj of page.Contents ?? []) {
         if (obj.Key?.startsWith(this.base)) out.push(obj.Key.slice(this.base.length));
       }
@@ -187,27 +226,36 @@ export class S3Remote implements Remote {
 
   async delete(key: string): Promise<void> {
     checkKey(key);
-    await withRetry(`delete ${key}`, async () => {
-      try {
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
-      } catch (err) {
-        const mapped = this.mapError(`delete ${key}`, err, key);
-        if (!(mapped instanceof RemoteNotFoundError)) throw mapped;
-      }
-    }, this.retry);
+    await withRetry(
+      `delete ${key}`,
+      async () => {
+        try {
+          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
+        } catch (err) {
+          const mapped = this.mapError(`delete ${key}`, err, key);
+          if (!(mapped instanceof RemoteNotFoundError)) throw mapped;
+        }
+      },
+      this.retry,
+    );
   }
 
   /** One HeadBucket round trip. */
   async ping(): Promise<void> {
-    await withRetry('ping', async () => {
-      try {
-        await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
-      } catch (err) {
-        const e = sdkError(err);
-        if (e.$metadata?.httpStatusCode === 404) throw new FinalRemoteError(`${this.url}: bucket ${this.bucket} does not exist`);
-        throw this.mapError('ping', err);
-      }
-    }, { ...this.retry, attempts: 1 });
+    await withRetry(
+      'ping',
+      async () => {
+        try {
+          await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+        } catch (err) {
+          const e = sdkError(err);
+          if (e.$metadata?.httpStatusCode === 404)
+            throw new FinalRemoteError(`${this.url}: bucket ${this.bucket} does not exist`);
+          throw this.mapError('ping', err);
+        }
+      },
+      { ...this.retry, attempts: 1 },
+    );
   }
 
   async close(): Promise<void> {

@@ -18,7 +18,11 @@ after(async () => {
   for (const c of cleanups) await c();
 });
 
-async function freshSftp(url: string, key: string, knownHosts?: string): Promise<{ remote: SftpRemote; path: string }> {
+async function freshSftp(
+  url: string,
+  key: string,
+  knownHosts?: string,
+): Promise<{ remote: SftpRemote; path: string }> {
   const loc = parseRemoteUrl(url) as SftpLocation;
   const path = `${loc.path}/run-${randomBytes(6).toString('hex')}`;
   const kh = knownHosts ?? join(await mkdtemp(join(tmpdir(), 'arbor-kh-')), 'known_hosts');

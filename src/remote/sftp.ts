@@ -35,10 +35,13 @@ const TMP_DIR = '.arbor-tmp';
 /** SFTP status codes (draft-ietf-secsh-filexfer-02). */
 const NO_SUCH_FILE = 2;
 const PERMISSION_DENIED = 3;
-/** Bytes per READ/WRITE request; OpenSSH accepts up to 256 KiB but ssh2 assumes 32 KiB without the limits extension. */
-const IO_PIECE = 32 * 1024;
-/** READ/WRITE requests kept in flight per object. */
-const IO_WINDOW = 64;
+/**
+ * Bytes per READ/WRITE call. OpenSSH advertises ~255 KiB through limits@openssh.com; ssh2 splits a call into
+ * requests of the server's limit by itself (32 KiB without the extension), so this is safe with any server.
+ */
+const IO_PIECE = 255 * 1024;
+/** READ/WRITE calls kept in flight per object. */
+const IO_WINDOW = 16;
 
 interface Conn {
   readonly client: Client;
@@ -135,27 +138,37 @@ export class SftpRemote implements Remote {
         if (err instanceof RemoteUnavailableError) reject(err);
         else if (this.hostKeyProblem) reject(this.hostKeyProblem);
         else if (/authentication methods failed/i.test(describe(err))) {
-          reject(new FinalRemoteError(`${this.url}: SSH authentication failed (check the key)`, { cause: err }));
-        } else reject(new RemoteUnavailableError(`${this.url}: cannot connect (${describe(err)})`, { cause: err }));
+          reject(
+            new FinalRemoteError(`${this.url}: SSH authentication failed (check the key)`, { cause: err }),
+          );
+        } else
+          reject(
+            new RemoteUnavailableError(`${this.url}: cannot connect (${describe(err)})`, { cause: err }),
+          );
       };
       client.on('error', fail);
-      client.on('close', () => fail(new RemoteUnavailableError(`${this.url}: connection closed during setup`)));
+      client.on('close', () =>
+        fail(new RemoteUnavailableError(`${this.url}: connection closed during setup`)),
+      );
       client.on('ready', () => {
         const n = Math.max(1, this.opts.channels ?? 4);
-        Promise.all(Array.from({ length: n }, () => cb<SFTPWrapper>((done) => client.sftp(done)))).then((channels) => {
-          if (settled) return;
-          settled = true;
-          const conn: Conn = { client, channels, next: 0, dead: false };
-          const die = () => {
-            conn.dead = true;
-          };
-          client.removeAllListeners('error');
-          client.removeAllListeners('close');
-          client.on('error', die);
-          client.on('close', die);
-          for (const ch of channels) ch.on('close', die);
-          resolve(conn);
-        }, fail);
+        Promise.all(Array.from({ length: n }, () => cb<SFTPWrapper>((done) => client.sftp(done)))).then(
+          (channels) => {
+            if (settled) return;
+            settled = true;
+            const conn: Conn = { client, channels, next: 0, dead: false };
+            const die = () => {
+              conn.dead = true;
+            };
+            client.removeAllListeners('error');
+            client.removeAllListeners('close');
+            client.on('error', die);
+            client.on('close', die);
+            for (const ch of channels) ch.on('close', die);
+            resolve(conn);
+          },
+          fail,
+        );
       });
       client.connect({
         host: this.loc.host,
@@ -170,7 +183,9 @@ export class SftpRemote implements Remote {
           try {
             verdict = verifyHostKey(this.knownHosts, this.loc.host, this.loc.port, key);
           } catch (err) {
-            this.hostKeyProblem = new FinalRemoteError(`${this.url}: cannot use known-hosts file ${this.knownHosts} (${describe(err)})`);
+            this.hostKeyProblem = new FinalRemoteError(
+              `${this.url}: cannot use known-hosts file ${this.knownHosts} (${describe(err)})`,
+            );
             return false;
           }
           if (verdict === 'mismatch') {
@@ -222,14 +237,21 @@ export class SftpRemote implements Remote {
         if (conn.dead) throw new RemoteUnavailableError(`${this.url}: ${what}: connection lost`);
         const sftp = conn.channels[conn.next++ % conn.channels.length] as SFTPWrapper;
         try {
-          return await withTimeout(fn(sftp), this.opts.opTimeoutMs ?? 30_000, `${this.url}: ${what}`, () => this.drop(conn));
+          return await withTimeout(fn(sftp), this.opts.opTimeoutMs ?? 30_000, `${this.url}: ${what}`, () =>
+            this.drop(conn),
+          );
         } catch (err) {
-          if (err instanceof RemoteNotFoundError || err instanceof InvalidInputError || err instanceof RemoteUnavailableError) {
+          if (
+            err instanceof RemoteNotFoundError ||
+            err instanceof InvalidInputError ||
+            err instanceof RemoteUnavailableError
+          ) {
             if (err instanceof RemoteUnavailableError && !(err instanceof FinalRemoteError)) this.drop(conn);
             throw err;
           }
           const code = statusCode(err);
-          if (code === PERMISSION_DENIED) throw new FinalRemoteError(`${this.url}: ${what}: permission denied`, { cause: err });
+          if (code === PERMISSION_DENIED)
+            throw new FinalRemoteError(`${this.url}: ${what}: permission denied`, { cause: err });
           if (code === undefined) this.drop(conn);
           throw new RemoteUnavailableError(`${this.url}: ${what} failed (${describe(err)})`, { cause: err });
         }
@@ -285,7 +307,12 @@ export class SftpRemote implements Remote {
   }
 
   /** Reads [start, end) into a new buffer with several READ requests in flight; stops early at EOF. */
-  private async readRange(sftp: SFTPWrapper, handle: Buffer, start: number, end: number): Promise<Uint8Array> {
+  private async readRange(
+    sftp: SFTPWrapper,
+    handle: Buffer,
+    start: number,
+    end: number,
+  ): Promise<Uint8Array> {
     const out = Buffer.alloc(end - start);
     let next = 0;
     let eofAt = out.length;
@@ -296,7 +323,9 @@ export class SftpRemote implements Remote {
         next = pieceEnd;
         while (off < pieceEnd && off < eofAt) {
           const n = await new Promise<number>((resolve, reject) =>
-            sftp.read(handle, out, off, pieceEnd - off, start + off, (err, nb) => (err ? reject(err) : resolve(nb))),
+            sftp.read(handle, out, off, pieceEnd - off, start + off, (err, nb) =>
+              err ? reject(err) : resolve(nb),
+            ),
           );
           if (n === 0) {
             eofAt = Math.min(eofAt, off); // the file is shorter than its stat said
@@ -424,7 +453,8 @@ export class SftpRemote implements Remote {
   async ping(): Promise<void> {
     await this.run('ping', async (sftp) => {
       const st = await this.statOrUndefined(sftp, this.root);
-      if (!st || !isDir(st)) throw new FinalRemoteError(`${this.url}: ${this.root} is not a directory on the server`);
+      if (!st || !isDir(st))
+        throw new FinalRemoteError(`${this.url}: ${this.root} is not a directory on the server`);
     });
   }
 

@@ -39,9 +39,9 @@ function bad(url: string, why: string): InvalidInputError {
   return new InvalidInputError(`invalid remote URL ${redact(url)}: ${why}`, 'ARBOR_INVALID_REMOTE_URL');
 }
 
-/** The URL with any userinfo password and query values other than the known harmless ones removed. */
+/** The URL with every `user:password@` (also inside query values such as endpoint=) masked. */
 export function redact(url: string): string {
-  return url.replace(/^([a-z0-9+.-]+:\/\/[^:@/]*):[^@/]*@/i, '$1:***@');
+  return url.replace(/(\/\/[^/:@?&#\s]*):[^@/?&#\s]*@/g, '$1:***@');
 }
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -74,7 +74,8 @@ export function parseRemoteUrl(url: string): RemoteLocation {
   }
   switch (scheme) {
     case 'file': {
-      if (u.host !== '' && u.host !== 'localhost') throw bad(url, 'file URLs must be local (file:///abs/path)');
+      if (u.host !== '' && u.host !== 'localhost')
+        throw bad(url, 'file URLs must be local (file:///abs/path)');
       checkQuery(url, u, []);
       if (u.hash) throw bad(url, 'unexpected fragment');
       let p: string;
@@ -83,11 +84,13 @@ export function parseRemoteUrl(url: string): RemoteLocation {
       } catch {
         throw bad(url, 'not a valid file URL');
       }
-      if (!isAbsolute(p) || p.includes('\0')) throw bad(url, 'file URLs need an absolute path (file:///abs/path)');
+      if (!isAbsolute(p) || p.includes('\0'))
+        throw bad(url, 'file URLs need an absolute path (file:///abs/path)');
       return { kind: 'dir', path: resolve(p) };
     }
     case 'sftp': {
-      if (u.password) throw bad(url, 'passwords in URLs are not supported; use a key (?key=/path) or ssh-agent');
+      if (u.password)
+        throw bad(url, 'passwords in URLs are not supported; use a key (?key=/path) or ssh-agent');
       if (!u.hostname) throw bad(url, 'missing host (sftp://user@host[:port]/path)');
       if (u.hash) throw bad(url, 'unexpected fragment');
       checkQuery(url, u, ['key', 'known_hosts']);
@@ -99,13 +102,18 @@ export function parseRemoteUrl(url: string): RemoteLocation {
         throw bad(url, 'badly escaped path');
       }
       if (path === '' || path === '/') throw bad(url, 'missing path (sftp://user@host[:port]/path)');
+      // new URL() silently resolves dot segments; refuse them in the raw text instead of guessing intent.
+      if (/\/\.\.?(\/|\?|#|$)/.test(url.replace(/^sftp:\/\/[^/]*/i, '')))
+        throw bad(url, "path must not contain '.' or '..'");
       if (path.includes('\0')) throw bad(url, 'path contains a NUL byte');
       path = path.replace(/\/+$/, '');
-      if (path.split('/').some((s) => s === '..' || s === '.')) throw bad(url, "path must not contain '.' or '..'");
+      if (path.split('/').some((s) => s === '..' || s === '.'))
+        throw bad(url, "path must not contain '.' or '..'");
       const keyPath = u.searchParams.get('key') ?? undefined;
       if (keyPath !== undefined && !isAbsolute(keyPath)) throw bad(url, 'key must be an absolute path');
       const knownHostsPath = u.searchParams.get('known_hosts') ?? undefined;
-      if (knownHostsPath !== undefined && !isAbsolute(knownHostsPath)) throw bad(url, 'known_hosts must be an absolute path');
+      if (knownHostsPath !== undefined && !isAbsolute(knownHostsPath))
+        throw bad(url, 'known_hosts must be an absolute path');
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
       return {
         kind: 'sftp',
@@ -118,7 +126,8 @@ export function parseRemoteUrl(url: string): RemoteLocation {
       };
     }
     case 's3': {
-      if (u.username || u.password) throw bad(url, 'credentials do not belong in the URL; use the AWS environment variables or files');
+      if (u.username || u.password)
+        throw bad(url, 'credentials do not belong in the URL; use the AWS environment variables or files');
       if (u.port) throw bad(url, 'put the endpoint in ?endpoint=http://host:port, not in the bucket part');
       if (u.hash) throw bad(url, 'unexpected fragment');
       const bucket = u.hostname;
@@ -139,10 +148,12 @@ export function parseRemoteUrl(url: string): RemoteLocation {
         if ((e.protocol !== 'http:' && e.protocol !== 'https:') || e.username || e.password) {
           throw bad(url, 'endpoint must be http(s)://host[:port] without credentials');
         }
-        if ((e.pathname !== '/' && e.pathname !== '') || e.search || e.hash) throw bad(url, 'endpoint must have no path or query');
+        if ((e.pathname !== '/' && e.pathname !== '') || e.search || e.hash)
+          throw bad(url, 'endpoint must have no path or query');
       }
       const region = u.searchParams.get('region') ?? undefined;
-      if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) throw bad(url, `invalid region "${region}"`);
+      if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region))
+        throw bad(url, `invalid region "${region}"`);
       return { kind: 's3', bucket, prefix, endpoint: endpoint?.replace(/\/$/, ''), region };
     }
     default:

@@ -18,7 +18,10 @@ export function checkpointKey(replica: string, seq: number): string {
 }
 
 /** Parses `<prefix>/<replica>/<16 digits>`; undefined for anything else (temp files, foreign objects). */
-export function parseSeqKey(prefix: 'ops' | 'checkpoints', key: string): { replica: string; seq: number } | undefined {
+export function parseSeqKey(
+  prefix: 'ops' | 'checkpoints',
+  key: string,
+): { replica: string; seq: number } | undefined {
   const m = /^([a-z]+)\/([^/]+)\/(\d{16})$/.exec(key);
   if (!m || m[1] !== prefix || !REPLICA.test(m[2]!)) return undefined;
   const seq = Number(m[3]);
@@ -48,12 +51,18 @@ export function checkOp(op: unknown, key: string): TreeOp {
   if (typeof o !== 'object' || o === null || !isTs(o.ts)) throw bad('op without a valid timestamp', key);
   switch (o.type) {
     case 'move':
-      if (typeof o.parent !== 'string' || typeof o.child !== 'string' || typeof o.meta !== 'object' || o.meta === null) {
+      if (
+        typeof o.parent !== 'string' ||
+        typeof o.child !== 'string' ||
+        typeof o.meta !== 'object' ||
+        o.meta === null
+      ) {
         throw bad('malformed move', key);
       }
       break;
     case 'set':
-      if (typeof o.node !== 'string' || typeof o.fields !== 'object' || o.fields === null) throw bad('malformed set', key);
+      if (typeof o.node !== 'string' || typeof o.fields !== 'object' || o.fields === null)
+        throw bad('malformed set', key);
       break;
     case 'version': {
       const v = o.version as Record<string, unknown> | null;
@@ -83,7 +92,10 @@ export function sealBatch(crypto: FsCrypto, batch: TreeOpBatch): Uint8Array {
 export function openBatch(crypto: FsCrypto, key: string, sealed: Uint8Array): TreeOpBatch {
   const where = parseSeqKey('ops', key);
   if (!where) throw bad('not an op batch key', key);
-  const b = JSON.parse(Buffer.from(crypto.openObject('ops', key, sealed)).toString('utf8')) as Record<string, unknown>;
+  const b = JSON.parse(Buffer.from(crypto.openObject('ops', key, sealed)).toString('utf8')) as Record<
+    string,
+    unknown
+  >;
   if (b.version !== 1 || b.replica !== where.replica || b.seq !== where.seq || !Array.isArray(b.ops)) {
     throw bad('batch header does not match its name', key);
   }
@@ -121,7 +133,8 @@ export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array
   const positions = c.positions as Record<string, unknown>;
   if (typeof positions !== 'object' || positions === null) throw bad('checkpoint without positions', key);
   for (const [r, s] of Object.entries(positions)) {
-    if (!REPLICA.test(r) || typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) throw bad('bad position', key);
+    if (!REPLICA.test(r) || typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0)
+      throw bad('bad position', key);
   }
   return {
     version: 1,

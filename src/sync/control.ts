@@ -7,7 +7,10 @@ import { ArborError, Errno } from '../errors.js';
 export type ControlHandler = (request: string) => Promise<unknown>;
 
 /** Serve `handler` on a unix socket at `path` (a stale socket file is replaced). */
-export async function serveControl(path: string, handler: ControlHandler): Promise<{ close(): Promise<void> }> {
+export async function serveControl(
+  path: string,
+  handler: ControlHandler,
+): Promise<{ close(): Promise<void> }> {
   if (existsSync(path)) unlinkSync(path);
   const server: Server = createServer((sock) => {
     let buf = '';
@@ -21,7 +24,9 @@ export async function serveControl(path: string, handler: ControlHandler): Promi
       handler(req).then(
         (result) => sock.end(JSON.stringify({ ok: true, result }) + '\n'),
         (err: unknown) =>
-          sock.end(JSON.stringify({ ok: false, error: err instanceof Error ? err.message : String(err) }) + '\n'),
+          sock.end(
+            JSON.stringify({ ok: false, error: err instanceof Error ? err.message : String(err) }) + '\n',
+          ),
       );
     });
     sock.on('error', () => undefined);

@@ -24,10 +24,19 @@ interface Run {
 
 function arbor(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20, encoding: 'buffer' }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8') });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { maxBuffer: 64 << 20, encoding: 'buffer' },
+      (err, stdout, stderr) => {
+        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+        resolve({
+          code: typeof code === 'number' ? code : 1,
+          stdout: stdout.toString('utf8'),
+          stderr: stderr.toString('utf8'),
+        });
+      },
+    );
   });
 }
 
@@ -46,7 +55,11 @@ async function digest(dir: string): Promise<Map<string, string>> {
     for (const [path] of ws.tree.snapshot()) {
       const s = await a.lstat(path);
       let d = `${s.kind} ${s.mode.toString(8)} n${s.nlink}`;
-      if (s.kind === 'file') d += ` ${s.size} ${createHash('sha256').update(await a.readFile(path)).digest('hex').slice(0, 16)}`;
+      if (s.kind === 'file')
+        d += ` ${s.size} ${createHash('sha256')
+          .update(await a.readFile(path))
+          .digest('hex')
+          .slice(0, 16)}`;
       if (s.kind === 'symlink') d += ` -> ${await a.readlink(path)}`;
       outMap.set(path, d);
     }
@@ -94,10 +107,13 @@ backends.push(
     : {
         name: 'sftp',
         make: async (tmp) => {
-          const url = addQuery(withSegment(sftp.env.ARBOR_TEST_SFTP_URL, `sync-e2e-${randomBytes(5).toString('hex')}`), {
-            key: sftp.env.ARBOR_TEST_SFTP_KEY,
-            known_hosts: join(tmp, 'known_hosts'),
-          });
+          const url = addQuery(
+            withSegment(sftp.env.ARBOR_TEST_SFTP_URL, `sync-e2e-${randomBytes(5).toString('hex')}`),
+            {
+              key: sftp.env.ARBOR_TEST_SFTP_KEY,
+              known_hosts: join(tmp, 'known_hosts'),
+            },
+          );
           return { url, unreachable: url.replace(/@127\.0\.0\.1:\d+/, '@127.0.0.1:1') };
         },
       },
@@ -110,7 +126,10 @@ backends.push(
         name: 's3',
         make: async () => {
           const url = withSegment(s3.env.ARBOR_TEST_S3_URL, `sync-e2e-${randomBytes(5).toString('hex')}`);
-          return { url, unreachable: url.replace(/endpoint=http:\/\/127\.0\.0\.1:\d+/, 'endpoint=http://127.0.0.1:1') };
+          return {
+            url,
+            unreachable: url.replace(/endpoint=http:\/\/127\.0\.0\.1:\d+/, 'endpoint=http://127.0.0.1:1'),
+          };
         },
       },
 );
@@ -198,8 +217,12 @@ for (const b of backends) {
       const d3 = await digest(A);
       const clash = [...d3.keys()].filter((p) => p.startsWith('/clash'));
       assert.equal(clash.length, 2, `a conflict copy appears beside the file: ${clash.join(' ')}`);
-      assert.ok(clash.some((p) => /^\/clash\.conflict-[A-Za-z0-9_-]+-\d{8}T\d{6}\.txt$/.test(p)), clash.join(' '));
-      const texts = await Promise.all(clash.map((p) => ok('cat', A, p)));
+      assert.ok(
+        clash.some((p) => /^\/clash\.conflict-[A-Za-z0-9_-]+-\d{8}T\d{6}\.txt$/.test(p)),
+        clash.join(' '),
+      );
+      const texts: string[] = [];
+      for (const p of clash) texts.push(await ok('cat', A, p)); // one at a time: each command takes the directory's lock
       assert.deepEqual(texts.sort(), ['A again\n', 'from B\n']);
       assert.deepEqual(await digest(B), d3);
       assert.deepEqual(await digest(C), d3);
@@ -214,7 +237,10 @@ for (const b of backends) {
       const failed = await arbor('sync', C);
       assert.notEqual(failed.code, 0, 'sync exits non-zero while the remote is unreachable');
       assert.equal(failed.stderr.trim().split('\n').length, 1, failed.stderr);
-      const st = JSON.parse(await ok('status', C, '--json')) as { reachable: boolean; pendingBatches: number };
+      const st = JSON.parse(await ok('status', C, '--json')) as {
+        reachable: boolean;
+        pendingBatches: number;
+      };
       assert.equal(st.reachable, false);
       assert.ok(st.pendingBatches > 0);
       await ok('rm', A, '/docs/hardlink.txt');
@@ -239,7 +265,9 @@ for (const b of backends) {
       // Overwrite the big file (old chunks become history), gc keeping one version, then a fresh clone reads all.
       await ok('put', A, join(tmp, 'small.txt'), '/docs/big.bin');
       await syncAll([A, B, C]);
-      const gc = JSON.parse(await ok('gc', A, '--grace', '0', '--keep', '1v', '--json')) as { deleted: number };
+      const gc = JSON.parse(await ok('gc', A, '--grace', '0', '--keep', '1v', '--json')) as {
+        deleted: number;
+      };
       assert.ok(gc.deleted >= 1, `gc deleted the overwritten content's chunks (${JSON.stringify(gc)})`);
       await ok('clone', D, url, '64', '--key-file', key);
       const d5 = await digest(A);

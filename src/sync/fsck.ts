@@ -44,7 +44,9 @@ export async function fsck(ctx: SyncContext, opts: { skipBatches?: boolean } = {
   }
   const reach = await checkReachable(remote);
   const pendingUpload = new Set(
-    (ctx.db.prepare('SELECT id FROM chunk_cache WHERE uploaded = 0').all() as Array<{ id: string }>).map((r) => r.id),
+    (ctx.db.prepare('SELECT id FROM chunk_cache WHERE uploaded = 0').all() as Array<{ id: string }>).map(
+      (r) => r.id,
+    ),
   );
   for (const { ref, path } of chunks.values()) {
     try {
@@ -54,7 +56,9 @@ export async function fsck(ctx: SyncContext, opts: { skipBatches?: boolean } = {
         await store.get(ref);
       }
     } catch (err) {
-      problems.push(`${path}: chunk ${ref.id.slice(0, 16)}…: ${err instanceof Error ? err.message : String(err)}`);
+      problems.push(
+        `${path}: chunk ${ref.id.slice(0, 16)}…: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
   let batches = 0;
@@ -64,7 +68,8 @@ export async function fsck(ctx: SyncContext, opts: { skipBatches?: boolean } = {
       const k = parseSeqKey('ops', key);
       if (!k) continue;
       const expect = (seqs.get(k.replica) ?? 0) + 1;
-      if (k.seq !== expect) problems.push(`${key}: gap in replica ${k.replica}'s batches (expected seq ${expect})`);
+      if (k.seq !== expect)
+        problems.push(`${key}: gap in replica ${k.replica}'s batches (expected seq ${expect})`);
       seqs.set(k.replica, k.seq);
       try {
         openBatch(crypto, key, await remote.get(key));

@@ -43,10 +43,16 @@ function chunkIdFromKey(key: string): string | undefined {
 }
 
 /** Which versions of one file the policy keeps: every head (current and conflict copies) always, then by policy. */
-export function retainedVersions(all: readonly SeenVersion[], retention: Retention, now: number): SeenVersion[] {
+export function retainedVersions(
+  all: readonly SeenVersion[],
+  retention: Retention,
+  now: number,
+): SeenVersion[] {
   if ('keep' in retention) return [...all];
   const bases = new Set(all.map((s) => s.v.base));
-  const sorted = [...all].sort((a, b) => a.counter - b.counter || (a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : 0));
+  const sorted = [...all].sort(
+    (a, b) => a.counter - b.counter || (a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : 0),
+  );
   const keep = new Set<SeenVersion>(sorted.filter((s) => !bases.has(s.v.id)));
   if ('versions' in retention) {
     for (const s of sorted.slice(Math.max(0, sorted.length - retention.versions))) keep.add(s);
@@ -74,7 +80,8 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
       if (op.type !== 'version') continue;
       let m = versions.get(op.node);
       if (m === undefined) versions.set(op.node, (m = new Map()));
-      if (!m.has(op.version.id)) m.set(op.version.id, { counter: op.ts.counter, replica: op.ts.replica, v: op.version });
+      if (!m.has(op.version.id))
+        m.set(op.version.id, { counter: op.ts.counter, replica: op.ts.replica, v: op.version });
     }
   };
   const { remote, crypto } = ctx;
@@ -99,11 +106,15 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
     for (const s of keep) for (const c of s.v.chunks) live.add(c.id);
   }
   // Chunks still waiting for upload here are referenced by local writes in progress.
-  for (const row of ctx.db.prepare('SELECT id FROM chunk_cache WHERE uploaded = 0').all() as Array<{ id: string }>) {
+  for (const row of ctx.db.prepare('SELECT id FROM chunk_cache WHERE uploaded = 0').all() as Array<{
+    id: string;
+  }>) {
     live.add(row.id);
   }
 
-  const remoteChunks = (await remote.list('chunks/')).map(chunkIdFromKey).filter((x): x is string => x !== undefined);
+  const remoteChunks = (await remote.list('chunks/'))
+    .map(chunkIdFromKey)
+    .filter((x): x is string => x !== undefined);
   const before = replicator.state.gcCandidates();
   const next = new Map<string, number>();
   let unreferenced = 0;

@@ -103,7 +103,11 @@ export function mergeChanges(changes: readonly TreeChange[]): TreeChange {
 
 const EMPTY: TreeChange = { nodes: [], dirs: [] };
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (t: T, i: number) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -119,7 +123,10 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T, i: 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RemoteUnavailableError(`${what} did not finish within ${ms} ms`)), ms);
+    timer = setTimeout(
+      () => reject(new RemoteUnavailableError(`${what} did not finish within ${ms} ms`)),
+      ms,
+    );
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
@@ -198,7 +205,11 @@ export class Replicator {
           ...(checkpoint !== undefined ? { checkpoint } : {}),
         };
       } catch (err) {
-        this.state.setLastSync({ time: Date.now(), ok: false, error: err instanceof Error ? err.message : String(err) });
+        this.state.setLastSync({
+          time: Date.now(),
+          ok: false,
+          error: err instanceof Error ? err.message : String(err),
+        });
         throw err;
       }
     });
@@ -273,7 +284,9 @@ export class Replicator {
     return byReplica;
   }
 
-  private async pullNow(onProgress?: (p: Progress) => void): Promise<{ batches: number; ops: number; change: TreeChange }> {
+  private async pullNow(
+    onProgress?: (p: Progress) => void,
+  ): Promise<{ batches: number; ops: number; change: TreeChange }> {
     const { tree, remote, crypto } = this.ctx;
     onProgress?.({ phase: 'list', done: 0, total: 0 });
     const published = await this.listPublished();
@@ -358,7 +371,10 @@ export class Replicator {
     const ops = compactState(this.ctx.db);
     const seq = this.state.checkpointSeq + 1;
     const cp: Checkpoint = { version: 1, replica: this.ctx.replicaId, seq, positions, ops, time: Date.now() };
-    await this.ctx.remote.putIfAbsent(checkpointKey(this.ctx.replicaId, seq), sealCheckpoint(this.ctx.crypto, cp));
+    await this.ctx.remote.putIfAbsent(
+      checkpointKey(this.ctx.replicaId, seq),
+      sealCheckpoint(this.ctx.crypto, cp),
+    );
     this.state.setCheckpointSeq(seq);
     this.state.setOpsSinceCheckpoint(0);
     return seq;
@@ -414,7 +430,8 @@ function decodeRegs(text: string): Array<[string, Reg]> {
     }
     return out;
   }
-  for (const [field, r] of Object.entries(v)) if (Array.isArray(r) && r.length === 3) out.push([field, r as Reg]);
+  for (const [field, r] of Object.entries(v))
+    if (Array.isArray(r) && r.length === 3) out.push([field, r as Reg]);
   return out;
 }
 
@@ -433,14 +450,18 @@ export function compactState(db: BetterSqlite3.Database): TreeOp[] {
     const k = `${ts.counter}.${ts.replica}.${child}`;
     if (!moves.has(k)) moves.set(k, { type: 'move', ts, parent, meta, child });
   };
-  const sets = new Map<string, { ts: { counter: number; replica: string }; node: string; fields: Record<string, unknown> }>();
+  const sets = new Map<
+    string,
+    { ts: { counter: number; replica: string }; node: string; fields: Record<string, unknown> }
+  >();
   for (const row of db.prepare('SELECT id, parent, meta, regs FROM nodes').iterate() as IterableIterator<{
     id: string;
     parent: string | null;
     meta: string | null;
     regs: string | null;
   }>) {
-    if (row.parent !== null && row.meta !== null) addMove(row.id, row.parent, JSON.parse(row.meta) as TreeMeta);
+    if (row.parent !== null && row.meta !== null)
+      addMove(row.id, row.parent, JSON.parse(row.meta) as TreeMeta);
     if (row.regs !== null) {
       for (const [field, [counter, replica, value]] of decodeRegs(row.regs)) {
         if (field === 'content' || field.startsWith('~')) continue;
@@ -459,7 +480,13 @@ export function compactState(db: BetterSqlite3.Database): TreeOp[] {
   }>) {
     const op = JSON.parse(row.op) as { parent: string; meta: TreeMeta; child: string };
     const ts = { counter: row.counter, replica: row.replica };
-    moves.set(`${ts.counter}.${ts.replica}.${op.child}`, { type: 'move', ts, parent: op.parent, meta: op.meta, child: op.child });
+    moves.set(`${ts.counter}.${ts.replica}.${op.child}`, {
+      type: 'move',
+      ts,
+      parent: op.parent,
+      meta: op.meta,
+      child: op.child,
+    });
     if (row.old !== null) {
       const old = JSON.parse(row.old) as { parent: string; meta: TreeMeta };
       addMove(op.child, old.parent, old.meta);
@@ -467,7 +494,10 @@ export function compactState(db: BetterSqlite3.Database): TreeOp[] {
   }
   const out: TreeOp[] = [...moves.values()];
   for (const s of sets.values()) out.push({ type: 'set', ts: s.ts, node: s.node, fields: s.fields as never });
-  for (const row of db.prepare('SELECT node, data FROM versions').iterate() as IterableIterator<{ node: string; data: string }>) {
+  for (const row of db.prepare('SELECT node, data FROM versions').iterate() as IterableIterator<{
+    node: string;
+    data: string;
+  }>) {
     const v = JSON.parse(row.data) as ContentVersion;
     const dot = v.id.indexOf('.');
     const ts = { counter: Number(v.id.slice(0, dot)), replica: v.id.slice(dot + 1) };

@@ -74,7 +74,10 @@ export class SyncState {
 
   /** GC: when each unreferenced remote chunk was first seen unreferenced (ms). */
   gcCandidates(): Map<string, number> {
-    const rows = this.db.prepare('SELECT chunk, first_seen FROM sync_gc').all() as Array<{ chunk: string; first_seen: number }>;
+    const rows = this.db.prepare('SELECT chunk, first_seen FROM sync_gc').all() as Array<{
+      chunk: string;
+      first_seen: number;
+    }>;
     return new Map(rows.map((r) => [r.chunk, r.first_seen]));
   }
   setGcCandidates(m: Map<string, number>): void {

@@ -148,6 +148,8 @@ export class FileTree {
   /** Registers cache (null: the node has none). */
   private readonly regs = new Map<NodeId, Regs | null>();
   private readonly conflicted = new Set<NodeId>();
+  /** dir → number of child directories (for nlink), kept with `names`. */
+  private readonly subdirs = new Map<NodeId, number>();
   private readonly dirCache = new Map<NodeId, DirEntry[]>();
   private readonly open = new Map<NodeId, OpenFile>();
   private readonly handles = new Map<number, Handle>();
@@ -170,7 +172,15 @@ export class FileTree {
     }
     this.replica = saved ?? opts.replica ?? randomBytes(6).toString('hex');
     if (saved === undefined) this.db.kvSet('replica', this.replica);
-    const [counter, seq] = (this.db.kvGet('clock') ?? '0 0').split(' ').map(Number) as [number, number];
+    // The clock and local seq are not written per commit: they are recovered from the last local batch, the peers'
+    // counters and the value saved at close/applyRemote, whichever is largest.
+    let [counter, seq] = (this.db.kvGet('clock') ?? '0 0').split(' ').map(Number) as [number, number];
+    const last = this.db.lastLocalOps();
+    if (last !== undefined) {
+      seq = Math.max(seq, last.seq);
+      for (const op of decodeOps(last.ops, this.replica)) counter = Math.max(counter, op.ts.counter);
+    }
+    for (const p of this.db.peers()) counter = Math.max(counter, p.counter);
     this.clock = new LamportClock(this.replica, counter);
     this.seq = seq;
     this.crdt = this.load();
@@ -216,12 +226,14 @@ export class FileTree {
     if (before !== null && before.meta.k !== 'i') {
       removeFrom(this.names.get(before.parent), before.meta.n, node);
       this.dirCache.delete(before.parent);
+      if (before.meta.k === 'd') this.subdirs.set(before.parent, (this.subdirs.get(before.parent) ?? 1) - 1);
     }
     if (after !== null && after.meta.k !== 'i') {
       let m = this.names.get(after.parent);
       if (m === undefined) this.names.set(after.parent, (m = new Map()));
       addTo(m, after.meta.n, node);
       this.dirCache.delete(after.parent);
+      if (after.meta.k === 'd') this.subdirs.set(after.parent, (this.subdirs.get(after.parent) ?? 0) + 1);
     }
     if (before?.meta.k === 'l' && before.meta.i !== undefined) removeFrom(this.links, before.meta.i, node);
     if (after?.meta.k === 'l' && after.meta.i !== undefined) addTo(this.links, after.meta.i, node);
@@ -352,7 +364,6 @@ export class FileTree {
       this.applyOps(ops, changed, dirs);
       this.seq += 1;
       this.db.localOpPut(this.seq, encodeOps(ops, this.replica));
-      this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
       if (++this.commitsSinceTruncate >= 1024) this.truncateStable();
     });
     return this.report(changed, dirs, true);
@@ -422,6 +433,11 @@ export class FileTree {
   }
 
   // ---------------------------------------------------------------- lookups
+
+  /** Is this id a directory? (cheap; no attributes read) */
+  isDirectory(id: NodeId): boolean {
+    return this.isDir(id);
+  }
 
   private isDir(id: NodeId): boolean {
     return id === ROOT || this.crdt.get(id)?.meta.k === 'd';
@@ -555,10 +571,7 @@ export class FileTree {
     let mtime = time('mtime');
     let ctime = time('ctime');
     if (kind === 'dir') {
-      let sub = 0;
-      const m = this.names.get(id);
-      if (m !== undefined) for (const [, g] of m) for (const n of typeof g === 'string' ? [g] : g) if (this.isDir(n)) sub++;
-      nlink = 2 + sub;
+      nlink = 2 + (this.subdirs.get(id) ?? 0);
       size = 4096;
     } else {
       nlink = this.nlinkOf(id);
@@ -1129,8 +1142,10 @@ export class FileTree {
     await h.file.content.lock(() => this.recordVersion(h.file, {}));
   }
 
+  /** Flush, then make the state durable against power loss too (commits are only crash-safe until a checkpoint). */
   async fsync(fh: number): Promise<void> {
     await this.flush(fh);
+    this.db.checkpoint();
   }
 
   async release(fh: number): Promise<void> {
@@ -1237,6 +1252,7 @@ export class FileTree {
   close(): void {
     if (this.closed) return;
     this.truncateStable();
+    this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
     this.closed = true;
     this.db.close();
   }

@@ -7,8 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { MemoryChunkStore } from '../chunks/memory-store.js';
 import { Errno } from '../errors.js';
-import type { DirBuffer, DirEntry, Entry, RequestContext } from '../fuse/filesystem.js';
-import type { FileHandle, NodeId as Ino, RequestId } from '../fuse/ids.js';
+import type { DirBuffer, DirEntry, Entry, RequestContext, WriteInfo } from '../fuse/filesystem.js';
+import type { FileHandle, LockOwner, NodeId as Ino, RequestId } from '../fuse/ids.js';
 import { FileTree } from '../tree/filetree.js';
 import { ROOT } from '../tree/types.js';
 import { ArborFs, type KernelNotifier } from './arborfs.js';
@@ -23,6 +23,15 @@ const O_RDWR = 2;
 const O_TRUNC = 0o1000;
 const O_APPEND = 0o2000;
 const O_DIRECT = 0o40000;
+
+const winfo = (): WriteInfo => ({
+  writeFlags: 0,
+  flags: O_RDWR,
+  lockOwner: 0n as LockOwner,
+  keep: () => {
+    throw new Error('ArborFs copies what it keeps');
+  },
+});
 
 async function errno(fn: () => unknown): Promise<number> {
   try {
@@ -165,15 +174,14 @@ describe('ArborFs over a FileTree', () => {
     const c = await afs.create(ctx, ino(1n), 'w', 0o600, 0, O_RDWR);
     const i = ino(BigInt(c.entry.ino));
     const fh = c.fh as FileHandle;
-    const info = { writeFlags: 0, flags: O_RDWR, lockOwner: 0n as never };
-    assert.equal(await afs.write(ctx, i, fh, 0, Buffer.from('hello world'), info), 11);
+    assert.equal(await afs.write(ctx, i, fh, 0, Buffer.from('hello world'), winfo()), 11);
     assert.equal(Buffer.from(await afs.read(ctx, i, fh, 6, 100)).toString(), 'world');
     await afs.flush(ctx, i, fh, 0n as never);
     await afs.release(ctx, i, fh, 0);
     assert.equal(afs.openHandles, 0);
 
     const a = await afs.open(ctx, i, O_WRONLY | O_APPEND);
-    await afs.write(ctx, i, a.fh as FileHandle, 0, Buffer.from('!'), info);
+    await afs.write(ctx, i, a.fh as FileHandle, 0, Buffer.from('!'), winfo());
     await afs.release(ctx, i, a.fh as FileHandle, 0);
     const r = await afs.open(ctx, i, O_RDONLY);
     assert.equal(Buffer.from(await afs.read(ctx, i, r.fh as FileHandle, 0, 100)).toString(), 'hello world!');
@@ -191,7 +199,7 @@ describe('ArborFs over a FileTree', () => {
     const c = await afs.create(ctx, ino(1n), 'u', 0o644, 0, O_RDWR);
     const i = ino(BigInt(c.entry.ino));
     const fh = c.fh as FileHandle;
-    await afs.write(ctx, i, fh, 0, Buffer.from('still here'), { writeFlags: 0, flags: O_RDWR, lockOwner: 0n as never });
+    await afs.write(ctx, i, fh, 0, Buffer.from('still here'), winfo());
     await afs.flush(ctx, i, fh, 0n as never);
     afs.unlink(ctx, ino(1n), 'u');
     assert.equal(await errno(() => afs.lookup(ctx, ino(1n), 'u')), Errno.ENOENT);

@@ -98,9 +98,11 @@ async function syncStateFiles(state: string): Promise<void> {
 
 /** A served arbor mount. */
 export class MountedArbor {
-  /** Resolves once the mount is gone and everything is flushed and closed. */
+  /** Resolves once everything is flushed and closed (the mount gone, or detached and its last users cut off). */
   readonly done: Promise<void>;
   #stopping: Promise<void> | undefined;
+
+  #cleanup: Promise<void> | undefined;
 
   constructor(
     readonly ws: ServedWorkspace,
@@ -108,28 +110,47 @@ export class MountedArbor {
     readonly fuse: FuseMount,
     readonly mountpoint: string,
   ) {
-    this.done = fuse.closed.then(() => this.#cleanup());
+    let resolveDone: () => void = () => undefined;
+    this.done = new Promise((r) => (resolveDone = r));
+    this.#resolveDone = () => resolveDone();
+    void fuse.closed.then(() => this.#cleanupOnce());
   }
 
-  async #cleanup(): Promise<void> {
-    try {
-      await this.fs.close();
-    } finally {
-      await this.ws.close();
-      removeMountRecord(this.mountpoint, process.pid);
-    }
+  readonly #resolveDone: () => void;
+
+  /** Release every handle (recording versions), close the workspace, drop the record; once. */
+  #cleanupOnce(): Promise<void> {
+    this.#cleanup ??= (async () => {
+      try {
+        await this.fs.close();
+      } finally {
+        try {
+          await this.ws.close();
+        } finally {
+          removeMountRecord(this.mountpoint, process.pid);
+          this.#resolveDone();
+        }
+      }
+    })();
+    return this.#cleanup;
   }
 
-  /** Unmount (lazily, aborting the connection after 2 s, if something keeps it busy) and wait for the cleanup. */
-  stop(): Promise<void> {
+  /**
+   * Unmount and clean up. A busy mount is detached lazily; if processes still hold files open on it after
+   * `graceMs`, their handles are flushed and recorded anyway and the state closed: the caller then exits, which
+   * closes /dev/fuse and ends the connection (those processes see ENOTCONN, as after any forced unmount).
+   * Resolves once the state is closed (the connection may outlive it until the process exits).
+   */
+  stop(graceMs = 2000): Promise<void> {
     if (this.#stopping) return this.#stopping;
     this.#stopping = (async () => {
       try {
         await this.fuse.unmount();
       } catch {
-        await this.fuse.unmount({ lazy: true, abortAfterMs: 2000 }).catch(() => undefined);
+        const lazy = this.fuse.unmount({ lazy: true, abortAfterMs: graceMs }).catch(() => undefined);
+        await Promise.race([lazy, new Promise((r) => setTimeout(r, graceMs + 500).unref())]);
       }
-      await this.done;
+      await this.#cleanupOnce();
     })();
     return this.#stopping;
   }

@@ -34,7 +34,11 @@ export function registerClone(program: Command): void {
         readOnly: o.readOnly === true,
       });
       const bar = new cliProgress.SingleBar(
-        { stream: process.stderr, format: 'arbor clone {phase} [{bar}] {value}/{total} batches', hideCursor: true },
+        {
+          stream: process.stderr,
+          format: 'arbor clone {phase} [{bar}] {value}/{total} batches',
+          hideCursor: true,
+        },
         cliProgress.Presets.shades_classic,
       );
       let started = false;

@@ -20,7 +20,11 @@ export function cacheBytesFrom(maxMb: string | undefined, cacheSize: string | un
 }
 
 /** Open `dir`, run `fn`, always close (releasing the lock). */
-export async function withWorkspace<T>(dir: string, fn: (ws: Workspace) => Promise<T>, opts: OpenOptions = {}): Promise<T> {
+export async function withWorkspace<T>(
+  dir: string,
+  fn: (ws: Workspace) => Promise<T>,
+  opts: OpenOptions = {},
+): Promise<T> {
   const ws = await openWorkspace(dir, opts);
   try {
     return await fn(ws);

@@ -56,13 +56,14 @@ async function getTree(a: Arbor, src: string, local: string): Promise<number> {
   if (st.isDirectory()) {
     await mkdir(local, { recursive: true });
     let n = 0;
-    for (const name of await a.readdir(src)) n += await getTree(a, src === '/' ? `/${name}` : `${src}/${name}`, join(local, name));
+    for (const name of await a.readdir(src))
+      n += await getTree(a, src === '/' ? `/${name}` : `${src}/${name}`, join(local, name));
     return n;
   }
   const h = await a.open(src, 'r');
   const ws = createWriteStream(local, { mode: st.mode & 0o777 });
   try {
-    for (let pos = 0; pos < st.size; ) {
+    for (let pos = 0; pos < st.size;) {
       const buf = await h.read(Math.min(4 * 1024 * 1024, st.size - pos), pos);
       if (buf.length === 0) break;
       if (!ws.write(buf)) await new Promise<void>((r) => ws.once('drain', () => r()));
@@ -145,7 +146,8 @@ export function registerFiles(program: Command): void {
       await withWorkspace(dir, async (ws) => {
         const a = new Arbor(ws.tree);
         if (local === undefined) {
-          if ((await a.stat(inner(path))).isDirectory()) throw new InvalidInputError('give a local destination for a directory');
+          if ((await a.stat(inner(path))).isDirectory())
+            throw new InvalidInputError('give a local destination for a directory');
           const data = await a.readFile(inner(path));
           await new Promise<void>((r) => process.stdout.write(data, () => r()));
           return;
@@ -170,7 +172,9 @@ export function registerFiles(program: Command): void {
     .argument('<path>', 'path inside the arbor')
     .option('-r, --recursive', 'remove directories and their contents')
     .action(async (dir: string, path: string, o: { recursive?: boolean }) => {
-      await withWorkspace(dir, (ws) => new Arbor(ws.tree).rm(inner(path), { recursive: o.recursive === true }));
+      await withWorkspace(dir, (ws) =>
+        new Arbor(ws.tree).rm(inner(path), { recursive: o.recursive === true }),
+      );
     });
 
   program
@@ -182,7 +186,6 @@ export function registerFiles(program: Command): void {
     .action(async (dir: string, from: string, to: string) => {
       await withWorkspace(dir, (ws) => new Arbor(ws.tree).rename(inner(from), inner(to)));
     });
-
 
   program
     .command('ln')
@@ -205,7 +208,8 @@ export function registerFiles(program: Command): void {
     .argument('<mode>', 'octal mode, e.g. 640')
     .argument('<path>', 'path inside the arbor')
     .action(async (dir: string, mode: string, path: string) => {
-      if (!/^[0-7]{1,4}$/.test(mode)) throw new InvalidInputError(`mode must be octal (e.g. 640), not '${mode}'`);
+      if (!/^[0-7]{1,4}$/.test(mode))
+        throw new InvalidInputError(`mode must be octal (e.g. 640), not '${mode}'`);
       await withWorkspace(dir, (ws) => new Arbor(ws.tree).chmod(inner(path), parseInt(mode, 8)));
     });
 }

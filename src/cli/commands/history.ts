@@ -20,14 +20,18 @@ export function pickVersion(versions: readonly ContentVersion[], at: string): Co
   if (/^#?\d+$/.test(at) && !/^\d{4}-/.test(at)) {
     const n = Number(at.replace('#', ''));
     const v = versions[n - 1];
-    if (v === undefined) throw new InvalidInputError(`no version number ${n} (this file has ${versions.length})`);
+    if (v === undefined)
+      throw new InvalidInputError(`no version number ${n} (this file has ${versions.length})`);
     return v;
   }
   const t = Date.parse(at);
-  if (Number.isNaN(t)) throw new InvalidInputError(`--at takes a version id, a version number or a time, not '${at}'`);
+  if (Number.isNaN(t))
+    throw new InvalidInputError(`--at takes a version id, a version number or a time, not '${at}'`);
   const limit = BigInt(t) * 1_000_000n;
   let best: ContentVersion | undefined;
-  for (const v of versions) if (BigInt(v.timeNs) <= limit && (best === undefined || BigInt(v.timeNs) >= BigInt(best.timeNs))) best = v;
+  for (const v of versions)
+    if (BigInt(v.timeNs) <= limit && (best === undefined || BigInt(v.timeNs) >= BigInt(best.timeNs)))
+      best = v;
   if (best === undefined) throw new InvalidInputError(`the file has no version as old as ${at}`);
   return best;
 }
@@ -43,11 +47,24 @@ export function registerHistory(program: Command): void {
       await withWorkspace(dir, async (ws) => {
         const vs = await new Arbor(ws.tree).versions(inner(path));
         if (o.json) {
-          out(JSON.stringify(vs.map((v, i) => ({ n: i + 1, id: v.id, time: isoOf(v), replica: v.replica, size: v.size, current: i === vs.length - 1 }))));
+          out(
+            JSON.stringify(
+              vs.map((v, i) => ({
+                n: i + 1,
+                id: v.id,
+                time: isoOf(v),
+                replica: v.replica,
+                size: v.size,
+                current: i === vs.length - 1,
+              })),
+            ),
+          );
           return;
         }
         vs.forEach((v, i) => {
-          out(`${String(i + 1).padStart(4)}  ${isoOf(v)}  ${v.replica}  ${formatBytes(v.size).padStart(10)}  ${v.id}${i === vs.length - 1 ? '  (current)' : ''}`);
+          out(
+            `${String(i + 1).padStart(4)}  ${isoOf(v)}  ${v.replica}  ${formatBytes(v.size).padStart(10)}  ${v.id}${i === vs.length - 1 ? '  (current)' : ''}`,
+          );
         });
       });
     });

@@ -19,10 +19,16 @@ function parseRetention(keep: string): Retention {
 export function registerMaintenance(program: Command): void {
   program
     .command('gc')
-    .description('delete remote chunks no replica references any more (after a grace period), pruning history by --keep')
+    .description(
+      'delete remote chunks no replica references any more (after a grace period), pruning history by --keep',
+    )
     .argument('<dir>', 'arbor directory')
     .option('--keep <policy>', 'history retention: all, N versions (10v) or D days (30d)', 'all')
-    .option('--grace <duration>', 'delete a chunk only once it has been unreferenced this long (e.g. 24h, 0)', '24h')
+    .option(
+      '--grace <duration>',
+      'delete a chunk only once it has been unreferenced this long (e.g. 24h, 0)',
+      '24h',
+    )
     .option('--dry-run', 'report without deleting')
     .option('--json', 'machine-readable output')
     .action(async (dir: string, o: { keep: string; grace: string; dryRun?: boolean; json?: boolean }) => {
@@ -42,7 +48,9 @@ export function registerMaintenance(program: Command): void {
 
   program
     .command('fsck')
-    .description('check that every reference resolves and every chunk verifies; exits non-zero with a list of problems')
+    .description(
+      'check that every reference resolves and every chunk verifies; exits non-zero with a list of problems',
+    )
     .argument('<dir>', 'arbor directory')
     .option('--skip-batches', "don't open every published op batch")
     .option('--json', 'machine-readable output')
@@ -51,7 +59,9 @@ export function registerMaintenance(program: Command): void {
       if (o.json) out(JSON.stringify(r));
       else {
         for (const p of r.problems) out(p);
-        note(`fsck: ${r.files} files, ${r.chunks} chunks, ${r.batches} batches checked; ${r.problems.length} problem(s)`);
+        note(
+          `fsck: ${r.files} files, ${r.chunks} chunks, ${r.batches} batches checked; ${r.problems.length} problem(s)`,
+        );
       }
       if (r.problems.length > 0) process.exitCode = 1;
     });

@@ -15,7 +15,13 @@ export interface StatusReport {
   remote: string;
   readOnly: boolean;
   mountedBy: number | null;
-  cache: { usedBytes: number; limitBytes: number; chunks: number; dirtyBytes: number; pendingUploads: number };
+  cache: {
+    usedBytes: number;
+    limitBytes: number;
+    chunks: number;
+    dirtyBytes: number;
+    pendingUploads: number;
+  };
   pendingBatches: number;
   lastSync: { time: string; ok: boolean; error?: string } | null;
   reachable: boolean;
@@ -38,9 +44,15 @@ export async function collectStatus(dir: string): Promise<StatusReport> {
   const db = openStateDb(dir, true);
   let report: StatusReport;
   try {
-    const q = <T>(sql: string, dflt: T): T => one(() => (db.prepare(sql).get() as T | undefined) ?? dflt, dflt);
+    const q = <T>(sql: string, dflt: T): T =>
+      one(() => (db.prepare(sql).get() as T | undefined) ?? dflt, dflt);
     const kv = (k: string): string | undefined =>
-      one(() => (db.prepare('SELECT value FROM sync_kv WHERE key = ?').get(k) as { value: string } | undefined)?.value, undefined);
+      one(
+        () =>
+          (db.prepare('SELECT value FROM sync_kv WHERE key = ?').get(k) as { value: string } | undefined)
+            ?.value,
+        undefined,
+      );
     const cache = q<{ used: number | null; n: number }>(
       'SELECT sum(stored) AS used, count(*) AS n FROM chunk_cache WHERE resident = 1',
       { used: 0, n: 0 },
@@ -55,9 +67,10 @@ export async function collectStatus(dir: string): Promise<StatusReport> {
     const last = kv('lastSync');
     const lastSync = last ? (JSON.parse(last) as { time: number; ok: boolean; error?: string }) : null;
     const peers = new Map(
-      one(() => db.prepare('SELECT replica, seq FROM peers').all() as Array<{ replica: string; seq: number }>, []).map(
-        (p) => [p.replica, p.seq],
-      ),
+      one(
+        () => db.prepare('SELECT replica, seq FROM peers').all() as Array<{ replica: string; seq: number }>,
+        [],
+      ).map((p) => [p.replica, p.seq]),
     );
     const owner = lockOwner(dir);
     report = {
@@ -92,7 +105,13 @@ export async function collectStatus(dir: string): Promise<StatusReport> {
         for (const [replica, pub] of [...published].sort(([a], [b]) => (a < b ? -1 : 1))) {
           const self = replica === config.replica;
           const applied = self ? pushed.rseq : (peers.get(replica) ?? 0);
-          report.replicas.push({ replica, published: pub, applied, behind: Math.max(0, pub - applied), self });
+          report.replicas.push({
+            replica,
+            published: pub,
+            applied,
+            behind: Math.max(0, pub - applied),
+            self,
+          });
         }
       } else {
         report.remoteError = r.error;
@@ -100,7 +119,8 @@ export async function collectStatus(dir: string): Promise<StatusReport> {
     } finally {
       await remote.close();
     }
-    if (owner !== undefined) report.loop = await askMount(paths(dir).socket, 'status', 5000).catch(() => undefined);
+    if (owner !== undefined)
+      report.loop = await askMount(paths(dir).socket, 'status', 5000).catch(() => undefined);
   } finally {
     db.close();
   }
@@ -110,7 +130,9 @@ export async function collectStatus(dir: string): Promise<StatusReport> {
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('cache use/limit, dirty bytes, pending uploads, replicas and how far behind each is, last sync, remote reachability')
+    .description(
+      'cache use/limit, dirty bytes, pending uploads, replicas and how far behind each is, last sync, remote reachability',
+    )
     .argument('<dir>', 'arbor directory')
     .option('--json', 'machine-readable output')
     .action(async (dir: string, o: { json?: boolean }) => {
@@ -119,12 +141,22 @@ export function registerStatus(program: Command): void {
         out(JSON.stringify(s, null, 2));
         return;
       }
-      out(`replica     ${s.replica}${s.readOnly ? ' (read-only)' : ''}${s.mountedBy ? `, mounted by pid ${s.mountedBy}` : ''}`);
-      out(`remote      ${s.remote} — ${s.reachable ? `reachable (${s.latencyMs} ms)` : `UNREACHABLE: ${s.remoteError}`}`);
-      out(`cache       ${formatBytes(s.cache.usedBytes)} of ${formatBytes(s.cache.limitBytes)} (${s.cache.chunks} chunks)`);
-      out(`dirty       ${formatBytes(s.cache.dirtyBytes)}, ${s.cache.pendingUploads} chunk upload(s) pending`);
+      out(
+        `replica     ${s.replica}${s.readOnly ? ' (read-only)' : ''}${s.mountedBy ? `, mounted by pid ${s.mountedBy}` : ''}`,
+      );
+      out(
+        `remote      ${s.remote} — ${s.reachable ? `reachable (${s.latencyMs} ms)` : `UNREACHABLE: ${s.remoteError}`}`,
+      );
+      out(
+        `cache       ${formatBytes(s.cache.usedBytes)} of ${formatBytes(s.cache.limitBytes)} (${s.cache.chunks} chunks)`,
+      );
+      out(
+        `dirty       ${formatBytes(s.cache.dirtyBytes)}, ${s.cache.pendingUploads} chunk upload(s) pending`,
+      );
       out(`ops         ${s.pendingBatches} local batch(es) not pushed`);
-      out(`last sync   ${s.lastSync ? `${s.lastSync.time} ${s.lastSync.ok ? 'ok' : `failed: ${s.lastSync.error}`}` : 'never'}`);
+      out(
+        `last sync   ${s.lastSync ? `${s.lastSync.time} ${s.lastSync.ok ? 'ok' : `failed: ${s.lastSync.error}`}` : 'never'}`,
+      );
       for (const r of s.replicas) {
         out(
           `  ${r.self ? '*' : ' '} ${r.replica}  published ${r.published}, ${r.self ? 'pushed' : 'applied'} ${r.applied}` +

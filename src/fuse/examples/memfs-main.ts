@@ -85,9 +85,9 @@ async function main(): Promise<void> {
     answer()
       .finally(() => busy--)
       .then(
-      (result) => send({ id: msg.id, result }),
-      (err: unknown) => send({ id: msg.id, error: String(err) }),
-    );
+        (result) => send({ id: msg.id, result }),
+        (err: unknown) => send({ id: msg.id, error: String(err) }),
+      );
   });
   send({ ready: true, conn: m.connection });
   if (!process.send) process.stdout.write(`mounted memfs on ${m.mountpoint}\n`);
