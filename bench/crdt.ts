@@ -351,7 +351,7 @@ export async function run(opts: BenchOptions): Promise<Record<string, Metric>> {
   log(
     `memory: ${heap.bytesPerNode.toFixed(0)} bytes/node (tree only), ${heap.bytesPerNodeWithLog.toFixed(0)} with its creation log`,
   );
-  log(`restore of ${a.tree.size} nodes from materialized state (no replay): ${restoreMs.toFixed(0)} ms`);
+  log(`restore of ${a.tree.size} nodes from materialized state (no replay): ${restoreMs.toFixed(0)} ms CPU`);
 
   return {
     local_op_us_median: {
@@ -371,14 +371,14 @@ export async function run(opts: BenchOptions): Promise<Record<string, Metric>> {
       unit: 'ops/s',
       baseline: PAPER_REMOTE_OPS_S,
       ratio: remoteOpsPerS / PAPER_REMOTE_OPS_S,
-      note: `batches of ${BATCH}, each concurrent with ${BATCH} local ops (undo/redo every batch); goal ≥ 50000`,
+      note: `batches of ${BATCH}, each concurrent with ${BATCH} local ops (undo/redo every batch); CPU time; goal ≥ 50000`,
     },
     remote_ops_per_s_unbatched: {
       value: unbatchedOpsPerS,
       unit: 'ops/s',
       baseline: PAPER_REMOTE_OPS_S,
       ratio: unbatchedOpsPerS / PAPER_REMOTE_OPS_S,
-      note: 'same workload applied one op at a time (each undoes/redoes the newer local ops)',
+      note: 'same workload applied one op at a time (each undoes/redoes the newer local ops); CPU time',
     },
     bytes_per_node: {
       value: heap.bytesPerNode,
@@ -395,7 +395,7 @@ export async function run(opts: BenchOptions): Promise<Record<string, Metric>> {
       unit: 's',
       baseline: (MILLION * PAPER_LOCAL_US) / 1e6,
       ratio: (MILLION * PAPER_LOCAL_US) / 1e6 / replayS,
-      note: 'baseline = 1M × the paper’s 1.5 µs local op; ratio = baseline/value',
+      note: 'CPU time; baseline = 1M × the paper’s 1.5 µs local op; ratio = baseline/value',
     },
     restore_100k_ms: {
       value: restoreMs,

@@ -1,7 +1,7 @@
 // The one benchmark entry point: `npm run bench -- <suite> [--json]`. Suites live in bench/<suite>.ts.
 import type { BenchSuite, Metric } from './types.js';
 
-const SUITES = ['crdt', 'tree', 'chunks', 'fuse', 'sync'] as const;
+const SUITES = ['crdt', 'tree', 'chunks', 'fuse', 'sync', 'remote'] as const;
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);

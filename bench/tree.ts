@@ -70,7 +70,11 @@ export async function run(opts: BenchOptions): Promise<Record<string, Metric>> {
         unit: 's',
         note: `goal < 1 s; ${files} files; ${reopenCpu.toFixed(3)} s CPU`,
       },
-      bytes_per_file_disk: { value: Math.round(disk / files), unit: 'B', note: 'state.sqlite3 + WAL after close' },
+      bytes_per_file_disk: {
+        value: Math.round(disk / files),
+        unit: 'B',
+        note: 'state.sqlite3 + WAL after close',
+      },
       bytes_per_file_memory: {
         value: Math.round((m1 - m0) / files),
         unit: 'B',

@@ -11,6 +11,7 @@ import { RENAME_EXCHANGE, RENAME_NOREPLACE, ROOT } from './tree/types.js';
 import type { Attr, ContentVersion, FileKind, StatFs } from './tree/types.js';
 
 export { FileTree } from './tree/filetree.js';
+export { decodeTreeOpBatch, encodeTreeOpBatch } from './tree/codec.js';
 export type { FileTreeOptions, OpenFlags } from './tree/filetree.js';
 export * from './tree/types.js';
 
@@ -170,7 +171,8 @@ export class Arbor {
     const target = this.tree.readlink(id);
     let cur = target.startsWith('/') ? ROOT : dir;
     const parts = target.split('/').filter((p) => p.length > 0);
-    for (let i = 0; i < parts.length; i++) cur = this.step(cur, parts[i]!, i < parts.length - 1 || follow, budget);
+    for (let i = 0; i < parts.length; i++)
+      cur = this.step(cur, parts[i]!, i < parts.length - 1 || follow, budget);
     return cur;
   }
 
@@ -348,7 +350,11 @@ export class Arbor {
     }
   }
 
-  async writeFile(path: string, data: Uint8Array | string, opts: { mode?: number; flag?: string } = {}): Promise<void> {
+  async writeFile(
+    path: string,
+    data: Uint8Array | string,
+    opts: { mode?: number; flag?: string } = {},
+  ): Promise<void> {
     const flag = opts.flag ?? 'w';
     if (flag === 'w' || flag === 'wx') {
       // A new file: create it with its content in one transaction (one version, no empty intermediate state).
@@ -378,7 +384,12 @@ export class Arbor {
     return this.tree.getxattr(this.resolve(path), name);
   }
   async setxattr(path: string, name: string, value: Uint8Array | string, flags = 0): Promise<void> {
-    this.tree.setxattr(this.resolve(path), name, typeof value === 'string' ? Buffer.from(value) : value, flags);
+    this.tree.setxattr(
+      this.resolve(path),
+      name,
+      typeof value === 'string' ? Buffer.from(value) : value,
+      flags,
+    );
   }
   async listxattr(path: string): Promise<string[]> {
     return this.tree.listxattr(this.resolve(path));

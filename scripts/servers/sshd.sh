@@ -41,6 +41,10 @@ write_env() {
     echo "ARBOR_TEST_SFTP_ROOT='$DATA'"
     echo "ARBOR_TEST_SSHD_PIDFILE='$PIDFILE'"
     echo "ARBOR_TEST_SSHD_CONFIG='$CFG'"
+    # The host key is regenerated with every fresh server: record it in a file that lives and dies with it, never
+    # in the user's default (~/.config/arbor/known_hosts), and let sftp:// URLs without ?key= find the client key.
+    echo "ARBOR_KNOWN_HOSTS='$D/known_hosts'"
+    echo "ARBOR_SSH_KEY='$D/client_key'"
   } >>"$ARBOR_SERVERS_ENV"
 }
 

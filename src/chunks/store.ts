@@ -622,7 +622,8 @@ export class CachedChunkStore implements ChunkStore {
 
   /**
    * Keep these chunks local (offline use): counted pins, persisted; fetches the missing ones. ENOSPC if the cache
-   * cannot hold them without exceeding its limit.
+   * cannot hold them without exceeding its limit (the pins stay counted: unpin the same refs to undo). A pinned
+   * chunk whose file vanished between runs is refetched by the next pin or read, not at open.
    */
   async pin(refs: readonly ChunkRef[]): Promise<void> {
     const tx = this.db.transaction(() => {

@@ -1,4 +1,5 @@
 // Little-endian struct encoding and decoding for the FUSE wire format; knows no opcodes' meaning.
+import { Errno } from '../errors.js';
 import { S_IFMT, Size } from './abi.js';
 import type { Attr, DirBuffer, DirEntry, Entry, StatFs } from './filesystem.js';
 import type { RequestId } from './ids.js';
@@ -41,11 +42,26 @@ export function writeU64n(b: Buffer, off: number, v: number): void {
   b.writeUInt32LE(Math.floor(v / TWO32) >>> 0, off + 4);
 }
 
-/** A NUL-terminated name starting at `start`; returns the string and the offset after the NUL. */
+/**
+ * A NUL-terminated name starting at `start`; returns the string and the offset after the NUL.
+ * Names must be valid UTF-8: decoding anything else would map distinct byte strings onto the same
+ * name (every bad sequence becomes U+FFFD), so such names are refused with EILSEQ instead.
+ */
 export function cstring(b: Buffer, start: number): [string, number] {
   let end = b.indexOf(0, start);
   if (end < 0) end = b.length;
-  return [b.toString('utf8', start, end), end + 1];
+  const s = b.toString('utf8', start, end);
+  let ascii = true;
+  for (let i = start; i < end; i++) {
+    if (b[i]! >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (!ascii && Buffer.compare(Buffer.from(s, 'utf8'), b.subarray(start, end)) !== 0) {
+    throw Object.assign(new Error('file name is not valid UTF-8'), { errno: Errno.EILSEQ });
+  }
+  return [s, end + 1];
 }
 
 /** A reply buffer with fuse_out_header filled in (len = 16 + payload, error 0). */

@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { checkThreadpool, isMounted, unmount } from './mount.js';
+import { MemFs } from './examples/memfs.js';
+import { checkThreadpool, isMounted, mount, unmount } from './mount.js';
 
 const MAIN = fileURLToPath(new URL('./examples/memfs-main.js', import.meta.url));
 const canMount = process.getuid?.() === 0 && fs.existsSync('/dev/fuse');
@@ -374,12 +375,41 @@ describe('kernel notifications', { skip }, () => {
     assert.notEqual((await sh(`stat ${m}/d/before`)).code, 0, 'old name gone');
     assert.equal(await ok(`cat ${m}/d/after`), 'x\n');
   });
+
+  it('notify_delete: a name deleted elsewhere disappears from the kernel', async () => {
+    const m = t!.mnt;
+    await ok(`mkdir ${m}/del && echo y > ${m}/del/gone && stat ${m}/del/gone > /dev/null`);
+    assert.equal(await t!.d.call('deleteBehind', { path: 'del', from: 'gone' }), true);
+    assert.notEqual((await sh(`stat ${m}/del/gone`)).code, 0);
+    assert.equal(await ok(`ls -A ${m}/del | wc -l`), '0\n');
+  });
 });
 
 describe('mount lifecycle', { skip }, () => {
   const temps: Array<{ dir: string; mnt: string; d: Daemon }> = [];
   after(async () => {
     for (const t of temps) await cleanup(t);
+  });
+
+  it('mount() rejects when mount(8) fails, leaving nothing mounted and no read loop behind', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fuse-bad-'));
+    try {
+      await assert.rejects(
+        mount(dir, new MemFs(), {
+          extraOptions: ['no_such_option_xyz'],
+          skipThreadpoolCheck: true,
+          handleSignals: false,
+        }),
+        /mount .* failed/,
+      );
+      assert.equal(isMounted(dir), false);
+      await assert.rejects(
+        mount(path.join(dir, 'missing'), new MemFs(), { skipThreadpoolCheck: true }),
+        /ENOENT/,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('SIGTERM unmounts cleanly and the daemon exits', async () => {
@@ -450,6 +480,18 @@ describe('mount lifecycle', { skip }, () => {
     assert.equal(asUser, '65534 nobody\n65534 nobody\nmine\n');
     await ok(`su nobody -s /bin/sh -c 'fusermount3 -u ${mnt}'`);
     assert.equal(await d.exited, 0);
+  });
+
+  it('allow_other lets other users in; default_permissions makes the kernel check mode bits', async () => {
+    const t = await tempMount(['--allow-other', '--default-permissions']);
+    temps.push(t);
+    fs.chmodSync(t.dir, 0o755);
+    assert.match(await ok(`grep " ${t.mnt} " /proc/mounts`), /default_permissions,allow_other/);
+    await ok(`echo shared > ${t.mnt}/r && chmod 644 ${t.mnt}/r`);
+    assert.equal(await ok(`su nobody -s /bin/sh -c 'cat ${t.mnt}/r'`), 'shared\n');
+    const denied = await sh(`su nobody -s /bin/sh -c 'touch ${t.mnt}/mine'`);
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /Permission denied/);
   });
 
   it('a writeback-cache mount round-trips data', async () => {

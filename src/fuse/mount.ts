@@ -29,6 +29,11 @@ export interface MountOptions extends SessionOptions {
   handleSignals?: boolean;
   /** Mount through fusermount3 even as root. */
   useFusermount?: boolean;
+  /**
+   * Kernel readahead for sequential reads, in KiB (default maxReadahead / 1024 = 1024). Set through
+   * /sys/class/bdi/<dev>/read_ahead_kb after INIT; needs root (silently left at 128 otherwise).
+   */
+  readAheadKb?: number;
   /** Extra -o options passed verbatim. */
   extraOptions?: string[];
 }
@@ -86,16 +91,29 @@ export function isMounted(mountpoint: string): boolean {
   return false;
 }
 
-/** The FUSE connection id (minor of st_dev) of a mounted FUSE filesystem, from mountinfo. */
-function connectionId(mountpoint: string): number | undefined {
+/** The device ("major:minor") of what is mounted at `mountpoint` (the last mount wins), from mountinfo. */
+function deviceOf(mountpoint: string): string | undefined {
   const abs = path.resolve(mountpoint);
   const info = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-  let id: number | undefined;
+  let dev: string | undefined;
   for (const line of info.split('\n')) {
     const f = line.split(' ');
-    if (f.length > 4 && unescapeMount(f[4]!) === abs) id = Number(f[2]!.split(':')[1]);
+    if (f.length > 4 && unescapeMount(f[4]!) === abs) dev = f[2];
   }
-  return id;
+  return dev;
+}
+
+/**
+ * Raise the kernel's readahead window for the mount. INIT can only lower it below the bdi default
+ * (128 KiB), which splits sequential reads into 128 KiB requests; as root we set it directly.
+ */
+function setReadahead(dev: string, kb: number): boolean {
+  try {
+    fs.writeFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, String(kb));
+    return true;
+  } catch {
+    return false; // not root (fusermount3 mounts), or no such bdi
+  }
 }
 
 const isRoot = (): boolean => process.getuid?.() === 0;
@@ -293,16 +311,21 @@ export async function mount(
     });
     await Promise.race([Promise.all([mounted, session.ready()]), failed]);
   } catch (err) {
+    // Stop the loop and let m.closed close the descriptor once every read has returned: closing it
+    // under an in-flight read would let that read hit whatever file reuses the number next.
     device.stop();
     if (isMounted(abs)) await unmount(abs, { lazy: true }).catch(() => undefined);
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // the loop may have closed it
-    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([m.closed, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
     throw err;
   }
-  m.connId = connectionId(abs);
+  const dev = deviceOf(abs);
+  if (dev) {
+    m.connId = Number(dev.split(':')[1]);
+    const kb = opts.readAheadKb ?? Math.floor((opts.maxReadahead ?? 1 << 20) / 1024);
+    if (kb > 0) setReadahead(dev, kb);
+  }
   if (opts.handleSignals !== false) m.installSignals();
   return m;
 }

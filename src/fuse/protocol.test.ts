@@ -233,6 +233,21 @@ describe('dispatch', () => {
     assert.deepEqual([...r], expected);
   });
 
+  it('names that are not valid UTF-8 are refused with EILSEQ (never silently merged)', async () => {
+    const names: string[] = [];
+    const s = await initd({
+      lookup: (_c, _p, name) => {
+        names.push(name);
+        return { ino: 5n, attr: FILE_ATTR };
+      },
+    });
+    const bad = flat(await s.handle(request(Opcode.LOOKUP, 90, 1, [0x61, 0xff, 0])));
+    assert.equal(bad.readInt32LE(4), -Errno.EILSEQ);
+    const good = flat(await s.handle(request(Opcode.LOOKUP, 91, 1, str('été'))));
+    assert.equal(good.readInt32LE(4), 0);
+    assert.deepEqual(names, ['été']);
+  });
+
   it('unknown opcodes and unimplemented methods answer ENOSYS', async () => {
     const s = await initd({});
     assert.deepEqual(

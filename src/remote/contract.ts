@@ -4,31 +4,16 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { InvalidInputError, RemoteNotFoundError } from '../errors.js';
+import { mapLimit } from './limit.js';
 import type { Remote } from './types.js';
+
+export { mapLimit };
 
 export interface ContractOptions {
   /** Keys written for the pagination case (default 1005: S3 pages hold 1000). */
   readonly manyKeys?: number;
   /** Size of the large-object case (default 8 MiB). */
   readonly largeBytes?: number;
-}
-
-/** Runs `fn` over `items` with at most `limit` calls in flight. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, i: number) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 const bytes = (s: string) => new TextEncoder().encode(s);

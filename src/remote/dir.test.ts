@@ -1,6 +1,6 @@
 // Runs the Remote conformance suite on the directory backend, plus its on-disk specifics.
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -34,6 +34,19 @@ describe('dir backend specifics', () => {
     assert.equal((await stat(join(root, 'chunks/ab/abcdef'))).size, 3);
     assert.deepEqual(await readdir(join(root, '.arbor-tmp')), []);
     await r.close();
+  });
+
+  it('removes stale temp files of a dead writer and keeps fresh ones', async () => {
+    const root = await tempDir();
+    await mkdir(join(root, '.arbor-tmp'));
+    await writeFile(join(root, '.arbor-tmp/old.tmp'), 'x');
+    await writeFile(join(root, '.arbor-tmp/fresh.tmp'), 'y');
+    const old = new Date(Date.now() - 2 * 3600 * 1000);
+    await utimes(join(root, '.arbor-tmp/old.tmp'), old, old);
+    const r = new DirRemote(root);
+    await r.putIfAbsent('k', new Uint8Array([1]));
+    assert.deepEqual(await readdir(join(root, '.arbor-tmp')), ['fresh.tmp']);
+    assert.deepEqual(await r.list(''), ['k']);
   });
 
   it('a plain relative path opens a dir remote at its absolute path', async () => {

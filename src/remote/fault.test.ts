@@ -199,7 +199,7 @@ if ('missing' in sftpEnv) {
       },
     );
     cleanups.push(() => killAndWait(child));
-    await waitUntil(`sshd on port ${port}`, 10, () => sshBanner(port));
+    await waitUntil(`sshd on port ${port}`, 30, () => sshBanner(port));
     return child;
   };
   const faultOpts = async (): Promise<SftpRemoteOptions> => ({
@@ -236,7 +236,8 @@ if ('missing' in sftpEnv) {
           failed.err instanceof RemoteUnavailableError,
           `expected RemoteUnavailableError, got ${String(failed.err)}`,
         );
-        assert.ok(failed.afterMs < 20_000, `failure took ${failed.afterMs} ms`);
+        // Generous bound (loaded CI machines): the point is that it ends, not how fast.
+        assert.ok(failed.afterMs < 60_000, `failure took ${failed.afterMs} ms`);
         assert.equal(acked.size, 20);
         await assert.rejects(remote.get('loop/000000'), RemoteUnavailableError);
         sshd = await startSshd(port);
@@ -271,11 +272,11 @@ if ('missing' in sftpEnv) {
         signalTree(sshd, 'SIGSTOP');
         const t0 = Date.now();
         await assert.rejects(remote.putIfAbsent('b', Buffer.from('b')), RemoteUnavailableError);
-        assert.ok(Date.now() - t0 < 15_000);
+        assert.ok(Date.now() - t0 < 60_000, 'a hung server must not hang the caller');
         signalTree(sshd, 'SIGCONT');
         await waitUntil(
           'the remote to answer again',
-          15,
+          60,
           async () => (await remote.putIfAbsent('b', Buffer.from('b'))) || true,
         );
         assert.deepEqual(Buffer.from(await remote.get('b')), Buffer.from('b'));
@@ -390,7 +391,7 @@ if ('missing' in s3Env) {
     cleanups.push(() => killAndWait(child));
     await waitUntil(
       `radosgw on port ${port}`,
-      45,
+      90,
       async () => (await fetch(`http://127.0.0.1:${port}/`)).status < 500,
     );
     return child;
@@ -424,7 +425,8 @@ if ('missing' in s3Env) {
           failed.err instanceof RemoteUnavailableError,
           `expected RemoteUnavailableError, got ${String(failed.err)}`,
         );
-        assert.ok(failed.afterMs < 20_000, `failure took ${failed.afterMs} ms`);
+        // Generous bound (loaded CI machines): the point is that it ends, not how fast.
+        assert.ok(failed.afterMs < 60_000, `failure took ${failed.afterMs} ms`);
         assert.equal(acked.size, 20);
         await assert.rejects(remote.get('loop/000000'), RemoteUnavailableError);
         rgw = await startRgw(port, name);
@@ -446,11 +448,11 @@ if ('missing' in s3Env) {
         signalTree(rgw, 'SIGSTOP');
         const t0 = Date.now();
         await assert.rejects(remote.get('a'), RemoteUnavailableError);
-        assert.ok(Date.now() - t0 < 15_000);
+        assert.ok(Date.now() - t0 < 60_000, 'a hung server must not hang the caller');
         signalTree(rgw, 'SIGCONT');
         await waitUntil(
           'the gateway to answer again',
-          15,
+          60,
           async () => Buffer.from(await remote.get('a')).toString() === 'a',
         );
         await remote.delete('a');

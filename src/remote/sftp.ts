@@ -32,6 +32,8 @@ export interface SftpRemoteOptions {
 }
 
 const TMP_DIR = '.arbor-tmp';
+/** Temp files older than this (seconds) are leftovers of a writer that died before unlinking them. */
+const STALE_TMP_S = 3600;
 /** SFTP status codes (draft-ietf-secsh-filexfer-02). */
 const NO_SUCH_FILE = 2;
 const PERMISSION_DENIED = 3;
@@ -64,6 +66,9 @@ function describe(err: unknown): string {
   return String(err);
 }
 
+/** What ssh2 says when the server did not advertise an extension. */
+const UNSUPPORTED = /does not support this extended request/;
+
 const isDir = (attrs: { mode: number }) => (attrs.mode & 0o170000) === 0o040000;
 const isFile = (attrs: { mode: number }) => (attrs.mode & 0o170000) === 0o100000;
 
@@ -81,6 +86,7 @@ export class SftpRemote implements Remote {
   private closed = false;
   private readonly madeDirs = new Set<string>();
   private hostKeyProblem: Error | undefined;
+  private tmpSwept = false;
 
   constructor(loc: SftpLocation, opts: SftpRemoteOptions = {}) {
     this.loc = loc;
@@ -152,23 +158,28 @@ export class SftpRemote implements Remote {
       );
       client.on('ready', () => {
         const n = Math.max(1, this.opts.channels ?? 4);
-        Promise.all(Array.from({ length: n }, () => cb<SFTPWrapper>((done) => client.sftp(done)))).then(
-          (channels) => {
-            if (settled) return;
-            settled = true;
-            const conn: Conn = { client, channels, next: 0, dead: false };
-            const die = () => {
-              conn.dead = true;
-            };
-            client.removeAllListeners('error');
-            client.removeAllListeners('close');
-            client.on('error', die);
-            client.on('close', die);
-            for (const ch of channels) ch.on('close', die);
-            resolve(conn);
-          },
-          fail,
-        );
+        // A server with a lower session limit than `channels` still works with the channels it grants.
+        Promise.allSettled(
+          Array.from({ length: n }, () => cb<SFTPWrapper>((done) => client.sftp(done))),
+        ).then((results) => {
+          const channels = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+          if (channels.length === 0) {
+            fail((results[0] as PromiseRejectedResult).reason);
+            return;
+          }
+          if (settled) return;
+          settled = true;
+          const conn: Conn = { client, channels, next: 0, dead: false };
+          const die = () => {
+            conn.dead = true;
+          };
+          client.removeAllListeners('error');
+          client.removeAllListeners('close');
+          client.on('error', die);
+          client.on('close', die);
+          for (const ch of channels) ch.on('close', die);
+          resolve(conn);
+        }, fail);
       });
       client.connect({
         host: this.loc.host,
@@ -229,7 +240,7 @@ export class SftpRemote implements Remote {
    * Errors that carry an SFTP status are the server's answer and are mapped by `fn` or passed through;
    * anything else means the connection is in trouble: it is dropped and the op retried on a fresh one.
    */
-  private run<T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T> {
+  private run<T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>, retry?: RetryOptions): Promise<T> {
     return withRetry(
       what,
       async () => {
@@ -256,7 +267,7 @@ export class SftpRemote implements Remote {
           throw new RemoteUnavailableError(`${this.url}: ${what} failed (${describe(err)})`, { cause: err });
         }
       },
-      { timeoutMs: 0, ...this.opts.retry },
+      { timeoutMs: 0, ...this.opts.retry, ...retry },
     );
   }
 
@@ -340,6 +351,23 @@ export class SftpRemote implements Remote {
     return new Uint8Array(out.buffer, out.byteOffset, eofAt);
   }
 
+  /** Removes temp files a crashed or disconnected writer left behind (older than an hour). Best effort. */
+  private async sweepTmp(sftp: SFTPWrapper, tmpDir: string): Promise<void> {
+    try {
+      const entries = await cb<{ filename: string; attrs: { mtime: number } }[]>((d) =>
+        sftp.readdir(tmpDir, d),
+      );
+      const cutoff = Date.now() / 1000 - STALE_TMP_S;
+      for (const e of entries) {
+        if (e.filename.endsWith('.tmp') && e.attrs.mtime < cutoff)
+          sftp.unlink(`${tmpDir}/${e.filename}`, () => undefined);
+      }
+    } catch {
+      // the next connection's first put tries again
+      this.tmpSwept = false;
+    }
+  }
+
   // ---- Remote ---------------------------------------------------------------------------------------------------
 
   async putIfAbsent(key: string, data: Uint8Array): Promise<boolean> {
@@ -350,12 +378,19 @@ export class SftpRemote implements Remote {
       const tmpDir = `${this.root}/${TMP_DIR}`;
       const tmp = `${tmpDir}/${randomBytes(12).toString('hex')}.tmp`;
       await this.mkdirp(sftp, tmpDir);
+      if (!this.tmpSwept) {
+        this.tmpSwept = true;
+        void this.sweepTmp(sftp, tmpDir);
+      }
       await this.mkdirp(sftp, final.slice(0, final.lastIndexOf('/')));
       try {
         const handle = await cb<Buffer>((d) => sftp.open(tmp, 'wx', d));
         try {
           await this.writeAll(sftp, handle, data);
-          await cb<void>((d) => sftp.ext_openssh_fsync(handle, (err) => d(err)));
+          await cb<void>((d) => sftp.ext_openssh_fsync(handle, (err) => d(err))).catch((err: unknown) => {
+            // Without fsync@openssh.com the data is as durable as the server's page cache makes it.
+            if (!UNSUPPORTED.test(describe(err))) throw err;
+          });
         } finally {
           await cb<void>((d) => sftp.close(handle, d)).catch(() => undefined);
         }
@@ -363,6 +398,12 @@ export class SftpRemote implements Remote {
           await cb<void>((d) => sftp.ext_openssh_hardlink(tmp, final, d));
           return true;
         } catch (err) {
+          if (UNSUPPORTED.test(describe(err))) {
+            // No safe write-once without it: a direct O_EXCL write could leave a partial object forever.
+            throw new FinalRemoteError(
+              `${this.url}: the SFTP server lacks hardlink@openssh.com, which arbor needs`,
+            );
+          }
           if (await this.statOrUndefined(sftp, final)) return false; // EEXIST: someone else's object stays
           this.madeDirs.clear(); // perhaps a directory vanished behind our back
           throw err;
@@ -449,13 +490,17 @@ export class SftpRemote implements Remote {
     });
   }
 
-  /** Connects if needed and stats the root directory. */
+  /** Connects if needed and stats the root directory; one attempt (a status probe should answer quickly). */
   async ping(): Promise<void> {
-    await this.run('ping', async (sftp) => {
-      const st = await this.statOrUndefined(sftp, this.root);
-      if (!st || !isDir(st))
-        throw new FinalRemoteError(`${this.url}: ${this.root} is not a directory on the server`);
-    });
+    await this.run(
+      'ping',
+      async (sftp) => {
+        const st = await this.statOrUndefined(sftp, this.root);
+        if (!st || !isDir(st))
+          throw new FinalRemoteError(`${this.url}: ${this.root} is not a directory on the server`);
+      },
+      { attempts: 1 },
+    );
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 // Table test of remote URL parsing (DESIGN.md §5): good URLs parse to the expected location, bad ones fail clearly.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { InvalidInputError } from '../errors.js';
 import { openRemote } from './index.js';
 import { formatRemoteUrl, parseRemoteUrl, type RemoteLocation } from './url.js';
@@ -138,5 +139,39 @@ describe('remote URL parsing', () => {
     const r = await openRemote('s3://bkt/p?endpoint=http://127.0.0.1:7480&region=us-east-1');
     assert.equal(r.url, 's3://bkt/p?endpoint=http://127.0.0.1:7480&region=us-east-1');
     await r.close();
+  });
+  it('format → parse is the identity on valid locations (property)', () => {
+    const seg = fc.stringMatching(/^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,8}$/);
+    const absPath = fc.array(seg, { minLength: 1, maxLength: 4 }).map((s) => `/${s.join('/')}`);
+    const loc: fc.Arbitrary<RemoteLocation> = fc.oneof(
+      absPath.map((path) => ({ kind: 'dir' as const, path })),
+      fc
+        .record({
+          user: fc.option(fc.stringMatching(/^[a-z_][a-z0-9_-]{0,8}$/), { nil: undefined }),
+          host: fc.oneof(fc.domain(), fc.ipV4()),
+          port: fc.integer({ min: 1, max: 65535 }),
+          path: absPath,
+          keyPath: fc.option(absPath, { nil: undefined }),
+          knownHostsPath: fc.option(absPath, { nil: undefined }),
+        })
+        .map((r) => ({ kind: 'sftp' as const, ...r })),
+      fc
+        .record({
+          bucket: fc.stringMatching(/^[a-z0-9][a-z0-9-]{1,20}[a-z0-9]$/),
+          prefix: fc.array(seg, { maxLength: 3 }).map((s) => s.join('/')),
+          endpoint: fc.option(
+            fc.integer({ min: 1, max: 65535 }).map((p) => `http://127.0.0.1:${p}`),
+            { nil: undefined },
+          ),
+          region: fc.option(fc.constantFrom('us-east-1', 'eu-west-3', 'default'), { nil: undefined }),
+        })
+        .map((r) => ({ kind: 's3' as const, ...r })),
+    );
+    fc.assert(
+      fc.property(loc, (l) => {
+        assert.deepEqual(parseRemoteUrl(formatRemoteUrl(l)), l);
+      }),
+      { numRuns: 300 },
+    );
   });
 });

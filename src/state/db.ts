@@ -77,11 +77,15 @@ export class StateDb {
     const p = <A extends unknown[]>(sql: string): Statement<A> => this.db.prepare<A>(sql);
     this.s = {
       kvGet: p('SELECT value FROM kv WHERE key = ?'),
-      kvSet: p('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      kvSet: p(
+        'INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+      ),
       placeNode: p(
         'INSERT INTO nodes (id, parent, meta) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET parent = excluded.parent, meta = excluded.meta',
       ),
-      setRegs: p('INSERT INTO nodes (id, regs) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET regs = excluded.regs'),
+      setRegs: p(
+        'INSERT INTO nodes (id, regs) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET regs = excluded.regs',
+      ),
       getNode: p('SELECT id, parent, meta, regs FROM nodes WHERE id = ?'),
       getRegs: p('SELECT regs FROM nodes WHERE id = ?'),
       allNodes: p('SELECT id, parent, meta FROM nodes WHERE parent IS NOT NULL'),
@@ -107,7 +111,8 @@ export class StateDb {
 
   private migrate(): void {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-    const row = this.db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+    const row = this.db.prepare('SELECT version FROM schema_version').get() as
+      { version: number } | undefined;
     let v = row?.version ?? 0;
     if (v > MIGRATIONS.length) {
       throw new Error(`state database schema ${v} is newer than this arbor (${MIGRATIONS.length})`);

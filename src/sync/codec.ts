@@ -83,13 +83,19 @@ export function checkOp(op: unknown, key: string): TreeOp {
   return o as unknown as TreeOp;
 }
 
-export function sealBatch(crypto: FsCrypto, batch: TreeOpBatch): Uint8Array {
+/** A published batch: the tree ops plus what its author had applied of every other replica when it wrote them. */
+export interface RemoteBatch extends TreeOpBatch {
+  /** Peer positions (replica → last applied seq) at push time; GC uses them to know what every replica has seen. */
+  readonly seen?: Readonly<Record<string, number>>;
+}
+
+export function sealBatch(crypto: FsCrypto, batch: RemoteBatch): Uint8Array {
   const key = opsKey(batch.replica, batch.seq);
   return crypto.sealObject('ops', key, Buffer.from(JSON.stringify(batch)));
 }
 
 /** Open and check a batch; its replica and seq must match the key it was stored under. */
-export function openBatch(crypto: FsCrypto, key: string, sealed: Uint8Array): TreeOpBatch {
+export function openBatch(crypto: FsCrypto, key: string, sealed: Uint8Array): RemoteBatch {
   const where = parseSeqKey('ops', key);
   if (!where) throw bad('not an op batch key', key);
   const b = JSON.parse(Buffer.from(crypto.openObject('ops', key, sealed)).toString('utf8')) as Record<
@@ -99,7 +105,13 @@ export function openBatch(crypto: FsCrypto, key: string, sealed: Uint8Array): Tr
   if (b.version !== 1 || b.replica !== where.replica || b.seq !== where.seq || !Array.isArray(b.ops)) {
     throw bad('batch header does not match its name', key);
   }
-  return { version: 1, replica: where.replica, seq: where.seq, ops: b.ops.map((o) => checkOp(o, key)) };
+  const seen: Record<string, number> = {};
+  if (typeof b.seen === 'object' && b.seen !== null) {
+    for (const [r, n] of Object.entries(b.seen as Record<string, unknown>)) {
+      if (REPLICA.test(r) && typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) seen[r] = n;
+    }
+  }
+  return { version: 1, replica: where.replica, seq: where.seq, ops: b.ops.map((o) => checkOp(o, key)), seen };
 }
 
 /**

@@ -35,6 +35,8 @@ interface SeenVersion {
   readonly counter: number;
   readonly replica: string;
   readonly v: ContentVersion;
+  /** Every writing replica has applied the batch holding it (so none can still treat an older one as current). */
+  knownToAll: boolean;
 }
 
 function chunkIdFromKey(key: string): string | undefined {
@@ -61,6 +63,14 @@ export function retainedVersions(
     for (const s of sorted) if (BigInt(s.v.timeNs) >= from) keep.add(s);
   }
   if (sorted.length > 0) keep.add(sorted[sorted.length - 1]!); // the current one, whatever the policy says
+  // A version may go only once a newer one is known to every replica: one that has not seen the newer version still
+  // reads (and may still edit) the old one as current.
+  let newerKnown = false;
+  for (let i = sorted.length - 1; i >= 0; i--) {
+    const s = sorted[i]!;
+    if (!newerKnown) keep.add(s);
+    if (s.knownToAll) newerKnown = true;
+  }
   return sorted.filter((s) => keep.has(s));
 }
 
@@ -75,21 +85,36 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
   ctx.tree.truncateStable();
 
   const versions = new Map<string, Map<string, SeenVersion>>();
-  const see = (ops: readonly TreeOp[]): void => {
+  const located = new Map<SeenVersion, { replica: string; seq: number }>();
+  const see = (ops: readonly TreeOp[], at?: { replica: string; seq: number }): void => {
     for (const op of ops) {
       if (op.type !== 'version') continue;
       let m = versions.get(op.node);
       if (m === undefined) versions.set(op.node, (m = new Map()));
-      if (!m.has(op.version.id))
-        m.set(op.version.id, { counter: op.ts.counter, replica: op.ts.replica, v: op.version });
+      let s = m.get(op.version.id);
+      if (s === undefined) {
+        s = { counter: op.ts.counter, replica: op.ts.replica, v: op.version, knownToAll: false };
+        m.set(op.version.id, s);
+      }
+      if (at !== undefined && !located.has(s)) located.set(s, at);
     }
   };
   const { remote, crypto } = ctx;
   const opKeys = (await remote.list('ops/')).filter((k) => parseSeqKey('ops', k));
+  /** What each writing replica had applied of every other, from the `seen` of its batches (and its own seqs). */
+  const seenBy = new Map<string, Map<string, number>>();
   let done = 0;
   for (const key of opKeys) {
-    see(openBatch(crypto, key, await remote.get(key)).ops);
+    const b = openBatch(crypto, key, await remote.get(key));
+    see(b.ops, { replica: b.replica, seq: b.seq });
+    let m = seenBy.get(b.replica);
+    if (m === undefined) seenBy.set(b.replica, (m = new Map()));
+    m.set(b.replica, Math.max(m.get(b.replica) ?? 0, b.seq));
+    for (const [r, n] of Object.entries(b.seen ?? {})) m.set(r, Math.max(m.get(r) ?? 0, n));
     opts.onProgress?.('mark', ++done, opKeys.length);
+  }
+  for (const [s, at] of located) {
+    s.knownToAll = [...seenBy.values()].every((m) => (m.get(at.replica) ?? 0) >= at.seq);
   }
   const cpKeys = (await remote.list('checkpoints/')).filter((k) => parseSeqKey('checkpoints', k));
   for (const key of cpKeys) see(openCheckpoint(crypto, key, await remote.get(key)).ops);

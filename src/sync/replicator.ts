@@ -7,9 +7,10 @@ import { RemoteUnavailableError } from '../errors.js';
 import { checkReachable } from '../remote/index.js';
 import type { Remote } from '../remote/types.js';
 import type { FileTree } from '../tree/filetree.js';
-import type { ContentVersion, TreeChange, TreeMeta, TreeOp, TreeOpBatch } from '../tree/types.js';
+import type { ContentVersion, TreeChange, TreeMeta, TreeOp } from '../tree/types.js';
 import {
   type Checkpoint,
+  type RemoteBatch,
   checkpointKey,
   openBatch,
   openCheckpoint,
@@ -172,7 +173,13 @@ export class Replicator {
   }
 
   /** Push, pull, maybe checkpoint. Throws RemoteUnavailableError when the remote cannot be reached. */
-  sync(opts: { checkpoint?: boolean; onProgress?: (p: Progress) => void } = {}): Promise<SyncReport> {
+  /**
+   * `announce`: when the pull brought news and there was nothing to push, publish an op-less batch with this
+   * replica's positions (what `arbor sync` does, so GC knows every replica has seen a superseding version).
+   */
+  sync(
+    opts: { checkpoint?: boolean; announce?: boolean; onProgress?: (p: Progress) => void } = {},
+  ): Promise<SyncReport> {
     return this.serial(async () => {
       try {
         const reach = await checkReachable(this.ctx.remote);
@@ -183,6 +190,10 @@ export class Replicator {
         const pushed2 = await this.pushNow();
         if (!this.ctx.readOnly && this.ctx.store.flushUploads) {
           await withTimeout(this.ctx.store.flushUploads(), this.uploadTimeoutMs, 'chunk upload');
+        }
+        let announced = 0;
+        if (opts.announce === true && pulled.batches > 0 && pushed.batches + pushed2.batches === 0) {
+          announced = await this.announceNow();
         }
         const moved = pushed.ops + pulled.ops + pushed2.ops;
         if (moved > 0) this.state.setOpsSinceCheckpoint(this.state.opsSinceCheckpoint + moved);
@@ -196,7 +207,7 @@ export class Replicator {
         }
         this.state.setLastSync({ time: Date.now(), ok: true });
         return {
-          pushedBatches: pushed.batches + pushed2.batches,
+          pushedBatches: pushed.batches + pushed2.batches + announced,
           pushedOps: pushed.ops + pushed2.ops,
           pulledBatches: pulled.batches,
           pulledOps: pulled.ops,
@@ -224,6 +235,31 @@ export class Replicator {
   }
 
   // ------------------------------------------------------------------------------------------------ push
+
+  /**
+   * Publish an op-less batch carrying only this replica's peer positions, so GC learns what it has seen even when
+   * it writes nothing. Used by an explicit sync that pulled something and had nothing to push.
+   */
+  private async announceNow(): Promise<number> {
+    if (this.ctx.readOnly || this.state.plan !== undefined) return 0;
+    const pushed = this.state.pushed;
+    if (this.ctx.tree.localSeq !== pushed.local) return 0;
+    const plan = { rseq: pushed.rseq + 1, from: pushed.local + 1, to: pushed.local };
+    this.state.setPlan(plan);
+    const batch: RemoteBatch = {
+      version: 1,
+      replica: this.ctx.replicaId,
+      seq: plan.rseq,
+      ops: [],
+      seen: Object.fromEntries(this.ctx.tree.peerPositions()),
+    };
+    await this.ctx.remote.putIfAbsent(
+      opsKey(this.ctx.replicaId, plan.rseq),
+      sealBatch(this.ctx.crypto, batch),
+    );
+    this.state.completePlan(plan);
+    return 1;
+  }
 
   private async pushNow(onProgress?: (p: Progress) => void): Promise<{ batches: number; ops: number }> {
     if (this.ctx.readOnly) return { batches: 0, ops: 0 };
@@ -256,7 +292,13 @@ export class Replicator {
         if (b.seq > p.to) break;
         merged.push(...b.ops);
       }
-      const batch: TreeOpBatch = { version: 1, replica: this.ctx.replicaId, seq: p.rseq, ops: merged };
+      const batch: RemoteBatch = {
+        version: 1,
+        replica: this.ctx.replicaId,
+        seq: p.rseq,
+        ops: merged,
+        seen: Object.fromEntries(tree.peerPositions()),
+      };
       // Chunks before the batch: no replica ever sees an op whose data is missing (DESIGN.md §5).
       await withTimeout(store.whenUploaded(chunkIdsOf(merged)), this.uploadTimeoutMs, 'chunk upload');
       await remote.putIfAbsent(opsKey(this.ctx.replicaId, p.rseq), sealBatch(crypto, batch));

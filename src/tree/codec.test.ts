@@ -6,7 +6,13 @@ import type { TreeOp, TreeOpBatch } from './types.js';
 
 const R = 'rep-1';
 const ops: TreeOp[] = [
-  { type: 'move', ts: { counter: 5, replica: R }, parent: 'root', child: '3.rep-1', meta: { n: 'dir', k: 'd', t: [5, R] } },
+  {
+    type: 'move',
+    ts: { counter: 5, replica: R },
+    parent: 'root',
+    child: '3.rep-1',
+    meta: { n: 'dir', k: 'd', t: [5, R] },
+  },
   {
     type: 'move',
     ts: { counter: 6, replica: R },
@@ -14,7 +20,12 @@ const ops: TreeOp[] = [
     child: '4.rep-1',
     meta: { n: 'f.txt', k: 'l', i: '2.rep-1', f: 'file', t: [6, R] },
   },
-  { type: 'set', ts: { counter: 7, replica: R }, node: '2.rep-1', fields: { mode: 0o644, mtime: '123', 'x:user.a': null } },
+  {
+    type: 'set',
+    ts: { counter: 7, replica: R },
+    node: '2.rep-1',
+    fields: { mode: 0o644, mtime: '123', 'x:user.a': null },
+  },
   {
     type: 'version',
     ts: { counter: 8, replica: R },
@@ -42,7 +53,9 @@ describe('tree op codec', () => {
   });
 
   it('rejects malformed batches with ARBOR_BAD_BATCH', () => {
-    const good = JSON.parse(Buffer.from(encodeTreeOpBatch({ version: 1, replica: R, seq: 1, ops })).toString());
+    const good = JSON.parse(
+      Buffer.from(encodeTreeOpBatch({ version: 1, replica: R, seq: 1, ops })).toString(),
+    );
     const cases: Array<(b: { v: number; r: string; s: number; o: unknown[][] }) => void> = [
       (b) => (b.v = 2),
       (b) => (b.r = 'bad replica!'),
@@ -65,7 +78,11 @@ describe('tree op codec', () => {
     for (const mutate of cases) {
       const b = structuredClone(good);
       mutate(b);
-      assert.throws(() => decodeTreeOpBatch(Buffer.from(JSON.stringify(b))), { code: 'ARBOR_BAD_BATCH' }, String(mutate));
+      assert.throws(
+        () => decodeTreeOpBatch(Buffer.from(JSON.stringify(b))),
+        { code: 'ARBOR_BAD_BATCH' },
+        String(mutate),
+      );
     }
     assert.throws(() => decodeTreeOpBatch(Buffer.from('not json')), { code: 'ARBOR_BAD_BATCH' });
   });

@@ -28,7 +28,10 @@ describe('FileContent', () => {
               model.set(s.data, s.w);
               await c.write(s.w, s.data);
             } else if ('t' in s) {
-              model = s.t <= model.length ? model.subarray(0, s.t) : Buffer.concat([model, Buffer.alloc(s.t - model.length)]);
+              model =
+                s.t <= model.length
+                  ? model.subarray(0, s.t)
+                  : Buffer.concat([model, Buffer.alloc(s.t - model.length)]);
               c.truncate(s.t);
             } else {
               const refs = await c.rechunk();

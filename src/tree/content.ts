@@ -127,10 +127,17 @@ export class FileContent {
     this.changed = true;
     const last = this.segs[this.segs.length - 1];
     const growLimit = this.store.chunking.maxSize * 2 + 1024 * 1024;
-    if (offset === this._size && last?.k === 'm' && last.len + data.length <= Math.max(last.buf.length, growLimit)) {
+    if (
+      offset === this._size &&
+      last?.k === 'm' &&
+      last.len + data.length <= Math.max(last.buf.length, growLimit)
+    ) {
       if (last.buf.length - last.len < data.length) {
         // Amortized growth; buffers made by splitAt have no spare capacity, so this never writes into shared memory.
-        const cap = Math.min(Math.max(last.buf.length * 2, last.len + data.length), Math.max(growLimit, last.len + data.length));
+        const cap = Math.min(
+          Math.max(last.buf.length * 2, last.len + data.length),
+          Math.max(growLimit, last.len + data.length),
+        );
         const grown = Buffer.allocUnsafe(cap);
         last.buf.copy(grown, 0, 0, last.len);
         last.buf = grown;
@@ -168,7 +175,8 @@ export class FileContent {
       else if (s.k === 'c') await r.push((await this.chunk(s.ref)).subarray(s.off, s.off + s.len));
       else if (s.k === 'm') await r.push(s.buf.subarray(0, s.len));
       else {
-        for (let left = s.len; left > 0; left -= ZERO_PIECE) await r.push(Buffer.alloc(Math.min(left, ZERO_PIECE)));
+        for (let left = s.len; left > 0; left -= ZERO_PIECE)
+          await r.push(Buffer.alloc(Math.min(left, ZERO_PIECE)));
       }
     }
     const refs = await r.end();

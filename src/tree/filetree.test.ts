@@ -169,7 +169,10 @@ describe('FileTree operations', () => {
     assert.equal((await fs.stat('/y')).kind, 'dir');
     assert.equal((await fs.stat('/q')).kind, 'file');
     await rejectsCode(() => fs.rename('/q', '/none', 'exchange'), 'ENOENT');
-    await rejectsCode(() => fs.tree.rename(ROOT, 'q', ROOT, 'y', RENAME_NOREPLACE | RENAME_EXCHANGE), 'EINVAL');
+    await rejectsCode(
+      () => fs.tree.rename(ROOT, 'q', ROOT, 'y', RENAME_NOREPLACE | RENAME_EXCHANGE),
+      'EINVAL',
+    );
     fs.tree.rename(ROOT, 'q', ROOT, 'q2', RENAME_NOREPLACE);
     fs.tree.rename(ROOT, 'q2', ROOT, 'y', RENAME_EXCHANGE);
     await fs.rm('/', { recursive: false }).catch(() => undefined);

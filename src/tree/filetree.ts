@@ -21,14 +21,7 @@ import {
   parseConflictName,
   parseDuplicateName,
 } from './names.js';
-import {
-  RENAME_EXCHANGE,
-  RENAME_NOREPLACE,
-  ROOT,
-  TRASH,
-  XATTR_CREATE,
-  XATTR_REPLACE,
-} from './types.js';
+import { RENAME_EXCHANGE, RENAME_NOREPLACE, ROOT, TRASH, XATTR_CREATE, XATTR_REPLACE } from './types.js';
 import type {
   Attr,
   ContentVersion,
@@ -143,8 +136,8 @@ export class FileTree {
   private readonly replicasOf: (() => Iterable<ReplicaId>) | undefined;
   /** dir → name → node id(s) placed there with that name (several = concurrent duplicates). */
   private readonly names = new Map<NodeId, Map<string, NodeId | NodeId[]>>();
-  /** inode → its link node(s), visible or not. */
-  private readonly links = new Map<NodeId, NodeId | NodeId[]>();
+  /** inode → its link node(s), visible or not; built on first use. */
+  private links: Map<NodeId, NodeId | NodeId[]> | undefined;
   /** Registers cache (null: the node has none). */
   private readonly regs = new Map<NodeId, Regs | null>();
   private readonly conflicted = new Set<NodeId>();
@@ -189,7 +182,12 @@ export class FileTree {
       const ts = this.clock.tick();
       const t = this.now().toString();
       this.commit([
-        { type: 'set', ts, node: ROOT, fields: { mode: 0o40755, uid: 0, gid: 0, atime: t, mtime: t, ctime: t } },
+        {
+          type: 'set',
+          ts,
+          node: ROOT,
+          fields: { mode: 0o40755, uid: 0, gid: 0, atime: t, mtime: t, ctime: t },
+        },
       ]);
     }
   }
@@ -201,12 +199,16 @@ export class FileTree {
     for (const [id, parent, metaJson] of this.db.allPlacements()) {
       const placement = { parent, meta: JSON.parse(metaJson) as TreeMeta };
       placements.push([id, placement]);
-      this.index(id, null, placement);
     }
     const log = this.db.logAll().map((r) => {
       const op = JSON.parse(r.op) as { parent: NodeId; meta: TreeMeta; child: NodeId };
       return {
-        op: { ts: { counter: r.counter, replica: r.replica }, parent: op.parent, meta: op.meta, child: op.child },
+        op: {
+          ts: { counter: r.counter, replica: r.replica },
+          parent: op.parent,
+          meta: op.meta,
+          child: op.child,
+        },
         old: r.old === null ? null : (JSON.parse(r.old) as NodePlacement<TreeMeta>),
       };
     });
@@ -222,21 +224,64 @@ export class FileTree {
 
   // ---------------------------------------------------------------- indexes
 
-  private index(node: NodeId, before: NodePlacement<TreeMeta> | null, after: NodePlacement<TreeMeta> | null): void {
+  /**
+   * Keep the lazily built indexes in step with a placement change. A directory's name index exists only once the
+   * directory was looked into (reopen builds none), the inode → links index only once an nlink was asked for.
+   */
+  private index(
+    node: NodeId,
+    before: NodePlacement<TreeMeta> | null,
+    after: NodePlacement<TreeMeta> | null,
+  ): void {
     if (before !== null && before.meta.k !== 'i') {
-      removeFrom(this.names.get(before.parent), before.meta.n, node);
+      const m = this.names.get(before.parent);
+      if (m !== undefined) {
+        removeFrom(m, before.meta.n, node);
+        if (before.meta.k === 'd')
+          this.subdirs.set(before.parent, (this.subdirs.get(before.parent) ?? 1) - 1);
+      }
       this.dirCache.delete(before.parent);
-      if (before.meta.k === 'd') this.subdirs.set(before.parent, (this.subdirs.get(before.parent) ?? 1) - 1);
     }
     if (after !== null && after.meta.k !== 'i') {
-      let m = this.names.get(after.parent);
-      if (m === undefined) this.names.set(after.parent, (m = new Map()));
-      addTo(m, after.meta.n, node);
+      const m = this.names.get(after.parent);
+      if (m !== undefined) {
+        addTo(m, after.meta.n, node);
+        if (after.meta.k === 'd') this.subdirs.set(after.parent, (this.subdirs.get(after.parent) ?? 0) + 1);
+      }
       this.dirCache.delete(after.parent);
-      if (after.meta.k === 'd') this.subdirs.set(after.parent, (this.subdirs.get(after.parent) ?? 0) + 1);
     }
-    if (before?.meta.k === 'l' && before.meta.i !== undefined) removeFrom(this.links, before.meta.i, node);
-    if (after?.meta.k === 'l' && after.meta.i !== undefined) addTo(this.links, after.meta.i, node);
+    if (this.links !== undefined) {
+      if (before?.meta.k === 'l' && before.meta.i !== undefined) removeFrom(this.links, before.meta.i, node);
+      if (after?.meta.k === 'l' && after.meta.i !== undefined) addTo(this.links, after.meta.i, node);
+    }
+  }
+
+  /** The name index of a directory, built from the CRDT's children on first use. */
+  private dirNames(dir: NodeId): Map<string, NodeId | NodeId[]> {
+    let m = this.names.get(dir);
+    if (m === undefined) {
+      m = new Map();
+      let sub = 0;
+      for (const child of this.crdt.children(dir)) {
+        const p = this.crdt.get(child)!;
+        if (p.meta.k === 'i') continue;
+        addTo(m, p.meta.n, child);
+        if (p.meta.k === 'd') sub++;
+      }
+      this.names.set(dir, m);
+      this.subdirs.set(dir, sub);
+    }
+    return m;
+  }
+
+  private linkIndex(): Map<NodeId, NodeId | NodeId[]> {
+    if (this.links === undefined) {
+      const links = new Map<NodeId, NodeId | NodeId[]>();
+      for (const [id, p] of this.crdt.nodes())
+        if (p.meta.k === 'l' && p.meta.i !== undefined) addTo(links, p.meta.i, id);
+      this.links = links;
+    }
+    return this.links;
   }
 
   /** A node's registers, read from SQLite on first use (reopen loads placements only). */
@@ -269,7 +314,12 @@ export class FileTree {
       for (const ch of cs.changes) this.placed(ch, changed, dirs);
       for (const e of cs.logWrites) {
         const { ts, parent, meta, child } = e.op;
-        this.db.logPut(ts.counter, ts.replica, JSON.stringify({ parent, meta, child }), e.old && JSON.stringify(e.old));
+        this.db.logPut(
+          ts.counter,
+          ts.replica,
+          JSON.stringify({ parent, meta, child }),
+          e.old && JSON.stringify(e.old),
+        );
       }
     }
     const dirty = new Set<NodeId>();
@@ -455,7 +505,7 @@ export class FileTree {
   }
 
   private linksOf(inode: NodeId): NodeId[] {
-    const l = this.links.get(inode);
+    const l = this.linkIndex().get(inode);
     return l === undefined ? [] : typeof l === 'string' ? [l] : l;
   }
 
@@ -467,7 +517,7 @@ export class FileTree {
 
   /** The node shown under `name` in `dir` (a dir node, a link node, or a virtual conflict id), or undefined. */
   private entry(dir: NodeId, name: string): NodeId | undefined {
-    const m = this.names.get(dir);
+    const m = this.dirNames(dir);
     const group = m?.get(name);
     if (group !== undefined) return typeof group === 'string' ? group : this.sortedGroup(group)[0];
     const dup = parseDuplicateName(name);
@@ -486,7 +536,8 @@ export class FileTree {
       const inode = link === undefined ? undefined : this.crdt.get(link)?.meta.i;
       if (inode !== undefined && this.conflicted.has(inode)) {
         for (const v of this.getRegs(inode)?.['~h'] ?? []) {
-          if (v.replica === c.replica && compactTime(BigInt(v.timeNs)) === c.time) return inode + CONFLICT_SEP + v.id;
+          if (v.replica === c.replica && compactTime(BigInt(v.timeNs)) === c.time)
+            return inode + CONFLICT_SEP + v.id;
         }
       }
     }
@@ -544,7 +595,12 @@ export class FileTree {
 
   /** Does the node exist (visible, or still open)? */
   exists(id: NodeId): boolean {
-    return id === ROOT || this.crdt.get(id) !== undefined || this.open.has(id);
+    return (
+      id === ROOT ||
+      this.crdt.get(id) !== undefined ||
+      this.reg(id, 'kind') !== undefined ||
+      this.open.has(id)
+    );
   }
 
   getattr(id: NodeId): Attr {
@@ -566,11 +622,12 @@ export class FileTree {
       const v = this.reg(id, f);
       return typeof v === 'string' ? BigInt(v) : 0n;
     };
-    let size = 0;
-    let nlink = 1;
+    let size: number;
+    let nlink: number;
     let mtime = time('mtime');
     let ctime = time('ctime');
     if (kind === 'dir') {
+      this.dirNames(id);
       nlink = 2 + (this.subdirs.get(id) ?? 0);
       size = 4096;
     } else {
@@ -613,7 +670,15 @@ export class FileTree {
     const { inode, version } = this.virtualParts(id);
     const base = this.getattr(inode);
     const t = BigInt(version.timeNs);
-    return { ...base, nodeId: id, nlink: 1, size: version.size, blocks: Math.ceil(version.size / 512), mtimeNs: t, ctimeNs: t };
+    return {
+      ...base,
+      nodeId: id,
+      nlink: 1,
+      size: version.size,
+      blocks: Math.ceil(version.size / 512),
+      mtimeNs: t,
+      ctimeNs: t,
+    };
   }
 
   /** Directory entries after `offset` (a cookie from an earlier entry; 0 = from the start), `.` and `..` first. */
@@ -641,7 +706,7 @@ export class FileTree {
       { name: '..', nodeId: dir === ROOT ? ROOT : this.crdt.get(dir)!.parent, kind: 'dir', cookie: 2 },
     ];
     const rest: DirEntry[] = [];
-    const m = this.names.get(dir);
+    const m = this.dirNames(dir);
     if (m !== undefined) {
       for (const [name, g] of m) {
         const group = typeof g === 'string' ? [g] : this.sortedGroup(g);
@@ -654,7 +719,12 @@ export class FileTree {
           if (p.meta.k === 'l' && this.conflicted.has(target)) {
             for (const v of this.getRegs(target)?.['~h'] ?? []) {
               const cn = conflictName(shown, v.replica, BigInt(v.timeNs));
-              rest.push({ name: cn, nodeId: target + CONFLICT_SEP + v.id, kind: 'file', cookie: nameCookie(cn) });
+              rest.push({
+                name: cn,
+                nodeId: target + CONFLICT_SEP + v.id,
+                kind: 'file',
+                cookie: nameCookie(cn),
+              });
             }
           }
         });
@@ -672,12 +742,23 @@ export class FileTree {
 
   // ---------------------------------------------------------------- making ops
 
-  private meta(name: string, k: TreeMeta['k'], ts: Timestamp, extra?: { i?: NodeId; f?: FileKind }): TreeMeta {
+  private meta(
+    name: string,
+    k: TreeMeta['k'],
+    ts: Timestamp,
+    extra?: { i?: NodeId; f?: FileKind },
+  ): TreeMeta {
     const m: TreeMeta = { n: name, k, t: [ts.counter, ts.replica] };
     return extra === undefined ? m : { ...m, ...extra };
   }
 
-  private move(parent: NodeId, child: NodeId, name: string, k: TreeMeta['k'], extra?: { i?: NodeId; f?: FileKind }): TreeOp {
+  private move(
+    parent: NodeId,
+    child: NodeId,
+    name: string,
+    k: TreeMeta['k'],
+    extra?: { i?: NodeId; f?: FileKind },
+  ): TreeOp {
     const ts = this.clock.tick();
     return { type: 'move', ts, parent, child, meta: this.meta(name, k, ts, extra) };
   }
@@ -759,6 +840,13 @@ export class FileTree {
       if (flags.exclusive) throw fsError('EEXIST');
       const id = this.target(existing);
       const fh = this.openSync(id, { write: true, ...flags });
+      if (flags.truncate) {
+        const f = this.handle(fh).file;
+        if (f.content.size > 0) {
+          f.content.truncate(0); // recorded as a version at flush/release, like openNode's O_TRUNC
+          f.pendingMtime = this.now();
+        }
+      }
       return { attr: this.getattr(id), fh };
     }
     const id = this.makeInode(dir, name, 'file', { mode: mode & 0o7777, uid, gid });
@@ -770,7 +858,14 @@ export class FileTree {
    * Create a regular file with its whole content in one transaction (chunks are stored first). For writers that have
    * the bytes up front (the library's writeFile, restore); EEXIST if the name is taken.
    */
-  async createFile(dir: NodeId, name: string, mode: number, data: Uint8Array, uid = 0, gid = 0): Promise<Attr> {
+  async createFile(
+    dir: NodeId,
+    name: string,
+    mode: number,
+    data: Uint8Array,
+    uid = 0,
+    gid = 0,
+  ): Promise<Attr> {
     this.checkNew(dir, name);
     let chunks: ChunkRef[] = [];
     if (data.length > 0) {
@@ -849,10 +944,7 @@ export class FileTree {
   }
 
   private hasChildren(dir: NodeId): boolean {
-    const m = this.names.get(dir);
-    if (m === undefined) return false;
-    for (const g of m.values()) if (typeof g === 'string' || g.length > 0) return true;
-    return false;
+    return this.crdt.childCount(dir) > 0;
   }
 
   rmdir(dir: NodeId, name: string): void {
@@ -936,8 +1028,21 @@ export class FileTree {
     const ts = this.clock.tick();
     this.commit([
       this.move(dir, link, name, 'l', { i: id, f: 'file' }),
-      this.set(id, { kind: 'file', mode: a.mode & 0o7777, uid: a.uid, gid: a.gid, atime: t, mtime: version.timeNs, ctime: t }),
-      { type: 'version', ts, node: id, version: { ...version, id: tsKey(ts), base: null, replica: this.replica } },
+      this.set(id, {
+        kind: 'file',
+        mode: a.mode & 0o7777,
+        uid: a.uid,
+        gid: a.gid,
+        atime: t,
+        mtime: version.timeNs,
+        ctime: t,
+      }),
+      {
+        type: 'version',
+        ts,
+        node: id,
+        version: { ...version, id: tsKey(ts), base: null, replica: this.replica },
+      },
       this.set(inode, { [`dismiss:${version.id}`]: 1 }),
       this.touchDir(dir, t),
     ]);
@@ -1031,8 +1136,9 @@ export class FileTree {
 
   statfs(): StatFs {
     const s = statfsSync(this.statfsPath);
+    // Node ids are unbounded, so free inodes are reported as a large constant beside the real count in use.
     const files = this.crdt.size;
-    const ffree = Math.max(0, Number.MAX_SAFE_INTEGER - files) > 1e12 ? 1e12 : 0;
+    const ffree = 1e12;
     return {
       bsize: s.bsize,
       frsize: s.bsize,
@@ -1202,7 +1308,13 @@ export class FileTree {
         type: 'version',
         ts,
         node: id,
-        version: { ...v, id: tsKey(ts), base: this.currentVersion(id)?.id ?? null, timeNs: t, replica: this.replica },
+        version: {
+          ...v,
+          id: tsKey(ts),
+          base: this.currentVersion(id)?.id ?? null,
+          timeNs: t,
+          replica: this.replica,
+        },
       },
       this.set(id, { mtime: t, ctime: t }),
     ]);
@@ -1233,19 +1345,27 @@ export class FileTree {
   /** Check internal invariants (CRDT forest, indexes vs placements). Throws on the first violation. */
   verify(): void {
     this.crdt.verify();
-    let n = 0;
     for (const [dir, m] of this.names) {
+      let n = 0;
+      let sub = 0;
       for (const [name, g] of m) {
         for (const id of typeof g === 'string' ? [g] : g) {
           const p = this.crdt.get(id);
           if (p?.parent !== dir || p.meta.n !== name) throw new Error(`name index stale for ${id}`);
           n++;
+          if (p.meta.k === 'd') sub++;
         }
       }
+      if (n !== this.crdt.childCount(dir)) throw new Error(`name index of ${dir} has ${n} entries`);
+      if (sub !== this.subdirs.get(dir)) throw new Error(`subdir count of ${dir} is stale`);
     }
-    let placed = 0;
-    for (const [, p] of this.crdt.nodes()) if (p.meta.k !== 'i') placed++; // 'i': inode nodes of older states
-    if (n !== placed) throw new Error(`name index has ${n} entries for ${placed} named nodes`);
+    if (this.links !== undefined) {
+      let n = 0;
+      for (const g of this.links.values()) n += typeof g === 'string' ? 1 : g.length;
+      let real = 0;
+      for (const [, p] of this.crdt.nodes()) if (p.meta.k === 'l') real++;
+      if (n !== real) throw new Error(`link index has ${n} entries for ${real} links`);
+    }
   }
 
   /** Flush nothing (callers release handles first); truncate the log if possible and close the database. */
@@ -1276,7 +1396,10 @@ function encodeRegs(r: Regs): string {
 }
 
 function decodeRegs(text: string): Regs {
-  const stored = JSON.parse(text) as { g: Array<[number, string, Record<string, unknown>]>; h?: ContentVersion[] };
+  const stored = JSON.parse(text) as {
+    g: Array<[number, string, Record<string, unknown>]>;
+    h?: ContentVersion[];
+  };
   const r: Regs = {};
   for (const [c, rep, fields] of stored.g) {
     for (const [field, value] of Object.entries(fields)) r[field] = [c, rep, value] as Reg;

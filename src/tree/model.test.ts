@@ -40,7 +40,9 @@ type Op =
   | { op: 'chmod'; p: string; mode: number }
   | { op: 'readdir'; p: string }
   | { op: 'rmrf'; p: string }
-  | { op: 'wx'; p: string };
+  | { op: 'wx'; p: string }
+  /** Open p read-write, unlink it (or rename q over it), write through the handle, read back, close. */
+  | { op: 'hold'; p: string; q: string | null; data: Uint8Array };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ op: fc.constant('mkdir' as const), p: pathArb }) },
@@ -70,6 +72,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('readdir' as const), p: pathArb }),
   fc.record({ op: fc.constant('rmrf' as const), p: pathArb }),
   fc.record({ op: fc.constant('wx' as const), p: pathArb }),
+  fc.record({ op: fc.constant('hold' as const), p: pathArb, q: fc.option(pathArb), data: dataArb }),
 );
 
 interface Real {
@@ -142,6 +145,20 @@ async function onDisk(root: string, o: Op): Promise<unknown> {
       return (await nfs.readdir(P(o.p))).sort();
     case 'rmrf':
       return nfs.rm(P(o.p), { recursive: true });
+    case 'hold': {
+      const h = await nfs.open(P(o.p), 'r+');
+      try {
+        if (o.q === null) await nfs.unlink(P(o.p));
+        else await nfs.rename(P(o.q), P(o.p));
+        await h.write(o.data, 0, o.data.length, 1);
+        const st = await h.stat();
+        const buf = Buffer.alloc(st.size);
+        await h.read(buf, 0, st.size, 0);
+        return [st.nlink, [...buf].join(',')];
+      } finally {
+        await h.close();
+      }
+    }
   }
 }
 
@@ -190,6 +207,19 @@ async function onArbor(fs: Arbor, o: Op): Promise<unknown> {
       return fs.readdir(o.p);
     case 'rmrf':
       return fs.rm(o.p, { recursive: true });
+    case 'hold': {
+      const h = await fs.open(o.p, 'r+');
+      try {
+        if (o.q === null) await fs.unlink(o.p);
+        else await fs.rename(o.q, o.p);
+        await h.write(o.data, 1);
+        const st = await h.stat();
+        const buf = await h.read(st.size, 0);
+        return [st.nlink, [...buf].join(',')];
+      } finally {
+        await h.close();
+      }
+    }
   }
 }
 
@@ -203,7 +233,11 @@ class OpCommand implements fc.AsyncCommand<object, Real> {
     const got = await outcome(() => onArbor(r.fs, this.o));
     if ('ok' in want) seen.ok++;
     else seen.err.set(want.err, (seen.err.get(want.err) ?? 0) + 1);
-    assert.deepEqual(got, want, `${this.toString()}: arbor ${JSON.stringify(got)} vs disk ${JSON.stringify(want)}`);
+    assert.deepEqual(
+      got,
+      want,
+      `${this.toString()}: arbor ${JSON.stringify(got)} vs disk ${JSON.stringify(want)}`,
+    );
   }
   toString(): string {
     const o = this.o as Record<string, unknown>;
@@ -233,27 +267,30 @@ describe('FileTree vs a real directory (model-based)', () => {
     let n = 0;
     try {
       await fc.assert(
-        fc.asyncProperty(fc.commands([opArb.map((o) => new OpCommand(o))], { maxCommands: 60, size: 'large' }), async (cmds) => {
-          const run = n++;
-          const root = join(t.dir, `disk${run}`);
-          await nfs.mkdir(root);
-          const fs = await openArbor(join(t.dir, `arbor${run}`), { store: new MemChunkStore(512) });
-          try {
-            await fc.asyncModelRun(() => ({ model: {}, real: { fs, root } }), cmds);
-            await compareTrees(fs, root);
-            fs.tree.verify();
-          } finally {
-            await fs.close();
-            await nfs.rm(root, { recursive: true, force: true });
-            await nfs.rm(join(t.dir, `arbor${run}`), { recursive: true, force: true });
-          }
-        }),
+        fc.asyncProperty(
+          fc.commands([opArb.map((o) => new OpCommand(o))], { maxCommands: 60, size: 'large' }),
+          async (cmds) => {
+            const run = n++;
+            const root = join(t.dir, `disk${run}`);
+            await nfs.mkdir(root);
+            const fs = await openArbor(join(t.dir, `arbor${run}`), { store: new MemChunkStore(512) });
+            try {
+              await fc.asyncModelRun(() => ({ model: {}, real: { fs, root } }), cmds);
+              await compareTrees(fs, root);
+              fs.tree.verify();
+            } finally {
+              await fs.close();
+              await nfs.rm(root, { recursive: true, force: true });
+              await nfs.rm(join(t.dir, `arbor${run}`), { recursive: true, force: true });
+            }
+          },
+        ),
         { numRuns: Number(process.env.ARBOR_MODEL_RUNS ?? 150) },
       );
     } finally {
       t.cleanup();
     }
-    process.stderr.write(JSON.stringify([seen.ok, ...seen.err]) + "\n");
+    process.stderr.write(JSON.stringify([seen.ok, ...seen.err]) + '\n');
     assert.ok(seen.ok > 100, `only ${seen.ok} successful ops`);
     for (const code of ['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ENOTEMPTY']) {
       assert.ok((seen.err.get(code) ?? 0) > 0, `${code} never exercised: ${JSON.stringify([...seen.err])}`);

@@ -26,9 +26,15 @@ type Op =
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ op: fc.constant('mkdir' as const), p: pathArb }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('write' as const), p: pathArb, v: fc.nat(1000) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constantFrom('unlink' as const, 'rmdir' as const), p: pathArb }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constantFrom('unlink' as const, 'rmdir' as const), p: pathArb }),
+  },
   fc.record({ op: fc.constant('rmrf' as const), p: pathArb }),
-  { weight: 3, arbitrary: fc.record({ op: fc.constantFrom('rename' as const, 'link' as const), p: pathArb, q: pathArb }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ op: fc.constantFrom('rename' as const, 'link' as const), p: pathArb, q: pathArb }),
+  },
   fc.record({ op: fc.constant('chmod' as const), p: pathArb, mode: fc.integer({ min: 0, max: 0o777 }) }),
   fc.record({ op: fc.constant('xattr' as const), p: pathArb, v: fc.nat(100) }),
 );
@@ -64,7 +70,12 @@ async function runOp(fs: Arbor, o: Op, tag: string): Promise<void> {
 type Step = { kind: 'ops'; r: number; ops: Op[] } | { kind: 'sync'; from: number; to: number; n: number };
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ kind: fc.constant('ops' as const), r: fc.nat(2), ops: fc.array(opArb, { maxLength: 6 }) }),
-  fc.record({ kind: fc.constant('sync' as const), from: fc.nat(2), to: fc.nat(2), n: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({
+    kind: fc.constant('sync' as const),
+    from: fc.nat(2),
+    to: fc.nat(2),
+    n: fc.integer({ min: 1, max: 4 }),
+  }),
 );
 
 async function allPaths(fs: Arbor): Promise<Map<string, string>> {
@@ -79,7 +90,8 @@ async function allPaths(fs: Arbor): Promise<Map<string, string>> {
 
 async function checkConverged(fss: Arbor[], written: Map<string, string[]>): Promise<void> {
   const snaps = await Promise.all(fss.map(allPaths));
-  for (let i = 1; i < fss.length; i++) assert.deepEqual([...snaps[i]!], [...snaps[0]!], `replica ${i} differs from 0`);
+  for (let i = 1; i < fss.length; i++)
+    assert.deepEqual([...snaps[i]!], [...snaps[0]!], `replica ${i} differs from 0`);
   const fs = fss[0]!;
   fs.tree.verify();
   // no duplicate visible names, true nlink
@@ -136,7 +148,12 @@ describe('three replicas', () => {
           let clock = 1_700_000_000_000_000_000n;
           const now = (): bigint => (clock += 1_000_000_000n);
           const open = (i: number): Promise<Arbor> =>
-            openArbor(join(base, REPLICAS[i]!), { store, replica: REPLICAS[i]!, now, replicas: () => REPLICAS });
+            openArbor(join(base, REPLICAS[i]!), {
+              store,
+              replica: REPLICAS[i]!,
+              now,
+              replicas: () => REPLICAS,
+            });
           const fss = await Promise.all(REPLICAS.map((_, i) => open(i)));
           const pos = REPLICAS.map(() => REPLICAS.map(() => 0));
           try {
@@ -230,6 +247,39 @@ describe('three replicas', () => {
       for (const batch of a.tree.localOpsSince(0)) b.tree.applyRemote(batch);
       assert.deepEqual(await b.readdir('/'), ['doc.txt', 'kept.txt']);
       assert.equal((await a.versions('/doc.txt')).length, 3);
+      await a.close();
+      await b.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('applyRemote reports changed nodes and directory names, and fires onChange', async () => {
+    const t = tempDir();
+    try {
+      const store = new MemChunkStore();
+      const a = await openArbor(join(t.dir, 'A'), { store, replica: 'A' });
+      const b = await openArbor(join(t.dir, 'B'), { store, replica: 'B' });
+      await a.mkdir('/d');
+      await a.writeFile('/d/f', 'x');
+      const events: Array<{ local: boolean; dirs: string[] }> = [];
+      b.tree.onChange((c, local) => events.push({ local, dirs: c.dirs.flatMap((d) => d.names) }));
+      const changes = a.tree.localOpsSince(0).map((batch) => b.tree.applyRemote(batch));
+      const names = changes.flatMap((c) => c.dirs.flatMap((d) => d.names));
+      assert.ok(names.includes('d') && names.includes('f'), JSON.stringify(changes));
+      const f = b.resolve('/d/f');
+      assert.ok(
+        changes.some((c) => c.nodes.includes(f)),
+        'the inode is reported',
+      );
+      assert.ok(events.length > 0 && events.every((e) => !e.local));
+      // re-delivery changes nothing
+      const again = a.tree.localOpsSince(0).map((batch) => b.tree.applyRemote(batch));
+      assert.deepEqual(
+        again.flatMap((c) => c.dirs),
+        [],
+      );
+      assert.deepEqual(b.tree.peerPositions().get('A'), a.tree.localSeq);
       await a.close();
       await b.close();
     } finally {

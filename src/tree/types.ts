@@ -41,7 +41,13 @@ export type RegisterValue = number | string | null;
 
 /** The replicated operations. Every op carries a unique Lamport timestamp. */
 export type TreeOp =
-  | { readonly type: 'move'; readonly ts: Timestamp; readonly parent: NodeId; readonly meta: TreeMeta; readonly child: NodeId }
+  | {
+      readonly type: 'move';
+      readonly ts: Timestamp;
+      readonly parent: NodeId;
+      readonly meta: TreeMeta;
+      readonly child: NodeId;
+    }
   /** Per-field last-writer-wins writes on one node (mode, uid, gid, atime, mtime, ctime, rdev, target, x:<xattr>). */
   | {
       readonly type: 'set';
@@ -50,7 +56,12 @@ export type TreeOp =
       readonly fields: Readonly<Record<string, RegisterValue>>;
     }
   /** A new content version of an inode (a register too: the largest ts is the current content; all are history). */
-  | { readonly type: 'version'; readonly ts: Timestamp; readonly node: NodeId; readonly version: ContentVersion };
+  | {
+      readonly type: 'version';
+      readonly ts: Timestamp;
+      readonly node: NodeId;
+      readonly version: ContentVersion;
+    };
 
 /** What a replica publishes: its ops in local order, numbered by a per-replica sequence (1, 2, ...). */
 export interface TreeOpBatch {

@@ -55,6 +55,8 @@ export interface ArborFsOptions {
   directIo?: boolean;
   /** Bytes to read ahead once a handle reads sequentially (default 8 MiB). 0 disables. */
   readaheadBytes?: number;
+  /** Sequential bytes a handle must read in a row before readahead starts (default 256 KiB). */
+  readaheadAfter?: number;
   /** Wall clock in ns for UTIME_NOW (tests pin it). */
   now?: () => bigint;
 }
@@ -66,8 +68,9 @@ interface OpenHandle {
   nextRead: number;
   /** Bytes read sequentially in a row. */
   seqRun: number;
-  /** Up to where readahead has been asked for. */
+  /** Up to where readahead has been asked for, and the last chunk index asked for. */
   prefetchedTo: number;
+  prefetchedIdx: number;
   /** The current version's chunks and their start offsets, loaded when readahead first needs them. */
   layout: { refs: ChunkRef[]; starts: number[] } | undefined;
 }
@@ -152,7 +155,12 @@ export class ArborFs implements LowLevelFileSystem {
   }
 
   /** Owner and mode of a new node: the caller's ids, except a setgid directory passes its group (and, to dirs, the bit). */
-  #newOwner(ctx: RequestContext, parent: string, mode: number, umask: number): { uid: number; gid: number; mode: number } {
+  #newOwner(
+    ctx: RequestContext,
+    parent: string,
+    mode: number,
+    umask: number,
+  ): { uid: number; gid: number; mode: number } {
     const p = this.#tree.getattr(parent);
     let m = mode & ~umask & 0o7777;
     let gid = ctx.gid;
@@ -170,7 +178,15 @@ export class ArborFs implements LowLevelFileSystem {
   }
 
   #track(fh: number, ino: bigint, node: string): void {
-    this.#handles.set(fh, { ino, node, nextRead: 0, seqRun: 0, prefetchedTo: 0, layout: undefined });
+    this.#handles.set(fh, {
+      ino,
+      node,
+      nextRead: 0,
+      seqRun: 0,
+      prefetchedTo: 0,
+      prefetchedIdx: -1,
+      layout: undefined,
+    });
     this.inodes.opened(ino);
   }
 
@@ -259,7 +275,14 @@ export class ArborFs implements LowLevelFileSystem {
     this.#tree.rmdir(this.#node(parent), name);
   }
 
-  rename(_ctx: RequestContext, parent: Ino, name: string, newParent: Ino, newName: string, flags: number): void {
+  rename(
+    _ctx: RequestContext,
+    parent: Ino,
+    name: string,
+    newParent: Ino,
+    newName: string,
+    flags: number,
+  ): void {
     this.#writable();
     if (flags & RENAME_WHITEOUT) throw fsError('EINVAL');
     this.#tree.rename(this.#node(parent), name, this.#node(newParent), newName, flags);
@@ -281,7 +304,14 @@ export class ArborFs implements LowLevelFileSystem {
     return { fh: BigInt(fh), flags: this.#openOut(flags) };
   }
 
-  async create(ctx: RequestContext, parent: Ino, name: string, mode: number, umask: number, flags: number): Promise<Created> {
+  async create(
+    ctx: RequestContext,
+    parent: Ino,
+    name: string,
+    mode: number,
+    umask: number,
+    flags: number,
+  ): Promise<Created> {
     this.#writable();
     const dir = this.#node(parent);
     const o = this.#newOwner(ctx, dir, mode, umask);
@@ -295,7 +325,13 @@ export class ArborFs implements LowLevelFileSystem {
     return { entry, fh: BigInt(r.fh), flags: this.#openOut(flags) };
   }
 
-  async read(_ctx: RequestContext, _ino: Ino, fh: FileHandle, offset: number, size: number): Promise<Uint8Array> {
+  async read(
+    _ctx: RequestContext,
+    _ino: Ino,
+    fh: FileHandle,
+    offset: number,
+    size: number,
+  ): Promise<Uint8Array> {
     const h = this.#handle(fh);
     this.#readahead(h, offset, size);
     return this.#tree.read(Number(fh), offset, size);
@@ -305,19 +341,26 @@ export class ArborFs implements LowLevelFileSystem {
   #readahead(h: OpenHandle, offset: number, size: number): void {
     const window = this.#opts.readaheadBytes ?? 8 << 20;
     if (offset === h.nextRead) h.seqRun += size;
-    else h.seqRun = 0;
+    else {
+      h.seqRun = 0;
+      h.prefetchedTo = 0;
+      h.prefetchedIdx = -1;
+    }
     h.nextRead = offset + size;
     const store = this.#tree.store;
-    if (window <= 0 || store.prefetch === undefined || h.seqRun < 256 << 10) return;
+    if (window <= 0 || store.prefetch === undefined || h.seqRun < (this.#opts.readaheadAfter ?? 256 << 10))
+      return;
     const end = offset + size + window;
+    // Ask again only once the reader has eaten half the window, and never for a chunk asked for already.
     if (end <= h.prefetchedTo + window / 2) return;
     if (h.layout === undefined) h.layout = this.#layout(h.node);
     const { refs, starts } = h.layout;
-    const from = Math.max(offset + size, h.prefetchedTo);
     const want: ChunkRef[] = [];
-    for (let i = 0; i < refs.length; i++) {
-      const s = starts[i]!;
-      if (s + refs[i]!.size > from && s < end) want.push(refs[i]!);
+    let i = h.prefetchedIdx + 1;
+    while (i < refs.length && starts[i]! + refs[i]!.size <= offset + size) i++;
+    for (; i < refs.length && starts[i]! < end; i++) {
+      want.push(refs[i]!);
+      h.prefetchedIdx = i;
     }
     h.prefetchedTo = end;
     if (want.length > 0) store.prefetch(want);
@@ -326,7 +369,8 @@ export class ArborFs implements LowLevelFileSystem {
   #layout(node: string): { refs: ChunkRef[]; starts: number[] } {
     let cur: ContentVersion | undefined;
     try {
-      for (const v of this.#tree.versions(node)) if (cur === undefined || compareVersionIds(v.id, cur.id) > 0) cur = v;
+      for (const v of this.#tree.versions(node))
+        if (cur === undefined || compareVersionIds(v.id, cur.id) > 0) cur = v;
     } catch {
       // no versions: nothing to read ahead
     }
@@ -340,7 +384,14 @@ export class ArborFs implements LowLevelFileSystem {
     return { refs, starts };
   }
 
-  async write(_ctx: RequestContext, _ino: Ino, fh: FileHandle, offset: number, data: Buffer, _info: WriteInfo): Promise<number> {
+  async write(
+    _ctx: RequestContext,
+    _ino: Ino,
+    fh: FileHandle,
+    offset: number,
+    data: Buffer,
+    _info: WriteInfo,
+  ): Promise<number> {
     this.#writable();
     this.#handle(fh);
     return this.#tree.write(Number(fh), offset, data);
@@ -367,7 +418,14 @@ export class ArborFs implements LowLevelFileSystem {
     }
   }
 
-  async fallocate(_ctx: RequestContext, ino: Ino, fh: FileHandle, offset: number, length: number, mode: number): Promise<void> {
+  async fallocate(
+    _ctx: RequestContext,
+    ino: Ino,
+    fh: FileHandle,
+    offset: number,
+    length: number,
+    mode: number,
+  ): Promise<void> {
     this.#writable();
     if (mode !== 0) throw fsError('EOPNOTSUPP');
     const node = this.#node(ino);
@@ -389,7 +447,8 @@ export class ArborFs implements LowLevelFileSystem {
    */
   readdir(_ctx: RequestContext, ino: Ino, _fh: FileHandle, offset: bigint, out: DirBuffer): void {
     for (const e of this.#entriesAfter(ino, offset)) {
-      const n = e.name === '.' ? ino : e.name === '..' ? this.#dotdot(ino, e.nodeId) : this.inodes.ino(e.nodeId);
+      const n =
+        e.name === '.' ? ino : e.name === '..' ? this.#dotdot(ino, e.nodeId) : this.inodes.ino(e.nodeId);
       if (!out.add({ name: e.name, ino: n, mode: this.#typeBits(e.kind), off: dirOffset(e) })) return;
     }
   }

@@ -82,7 +82,9 @@ describe('arbor mount / unmount', { skip: mountSkip }, () => {
   });
 
   it('--foreground: SIGTERM unmounts and records what an open handle wrote', async () => {
-    const d = spawn(process.execPath, [CLI, 'mount', t!.dir, t!.mnt, '--foreground'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const d = spawn(process.execPath, [CLI, 'mount', t!.dir, t!.mnt, '--foreground'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     pids.push(d.pid!);
     let err = '';
     d.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
@@ -90,7 +92,11 @@ describe('arbor mount / unmount', { skip: mountSkip }, () => {
     assert.ok(await waitFor(() => err.includes('mounted')), `foreground mount did not come up: ${err}`);
     assert.ok(isMounted(t!.mnt));
     // A process keeps a file open with data written but never closed.
-    const holder = spawn('bash', ['-c', `exec 3>'${t!.mnt}/open.txt'; printf 'unflushed data' >&3; sleep 60`], { stdio: 'ignore' });
+    const holder = spawn(
+      'bash',
+      ['-c', `exec 3>'${t!.mnt}/open.txt'; printf 'unflushed data' >&3; sleep 60`],
+      { stdio: 'ignore' },
+    );
     pids.push(holder.pid!);
     assert.ok(
       await waitFor(() => {

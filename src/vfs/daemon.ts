@@ -1,5 +1,6 @@
 // One arbor mount's lifetime: open the workspace, serve ArborFs on the mountpoint, record who serves it, and shut down
 // cleanly (flush every handle, record versions, close the state) when unmounted or signalled. Knows no CLI parsing.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -96,6 +97,41 @@ async function syncStateFiles(state: string): Promise<void> {
   }
 }
 
+const FUSECTL = '/sys/fs/fuse/connections';
+
+/**
+ * Aborting a FUSE connection (what ends a lazily detached mount that processes still use) needs the fusectl
+ * filesystem, which systemd mounts at boot but containers often lack. Mount it if we can (root); best effort.
+ * Without an abort, reads parked on /dev/fuse never return and the daemon could not exit.
+ */
+async function ensureFusectl(): Promise<void> {
+  try {
+    if (process.getuid?.() !== 0 || !fs.existsSync(FUSECTL) || fs.readdirSync(FUSECTL).length > 0) return;
+    // Never spawnSync from the daemon: a child that stats our own mount would wait for us.
+    await new Promise<void>((resolve) => {
+      const c = spawn('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { stdio: 'ignore' });
+      c.on('error', () => resolve());
+      c.on('exit', () => resolve());
+    });
+  } catch {
+    // best effort
+  }
+}
+
+/**
+ * Exit once the kernel connection is closed. If it is not (a detached mount whose connection could not be
+ * aborted), exit(3) would wait forever for the threadpool threads parked in read(2) on /dev/fuse, so the process
+ * kills itself instead; call this only after `done` (the state is closed, nothing is lost).
+ */
+export async function exitWhenClosed(m: MountedArbor, code = 0): Promise<never> {
+  const closed = await Promise.race([
+    m.fuse.closed.then(() => true),
+    new Promise<boolean>((r) => setTimeout(() => r(false), 3000).unref()),
+  ]);
+  if (!closed) process.kill(process.pid, 'SIGKILL');
+  process.exit(code);
+}
+
 /** A served arbor mount. */
 export class MountedArbor {
   /** Resolves once everything is flushed and closed (the mount gone, or detached and its last users cut off). */
@@ -147,6 +183,7 @@ export class MountedArbor {
       try {
         await this.fuse.unmount();
       } catch {
+        await ensureFusectl();
         const lazy = this.fuse.unmount({ lazy: true, abortAfterMs: graceMs }).catch(() => undefined);
         await Promise.race([lazy, new Promise((r) => setTimeout(r, graceMs + 500).unref())]);
       }
@@ -166,10 +203,14 @@ export async function startMount(o: MountDaemonOptions): Promise<MountedArbor> {
     throw fsError('ENOENT', `mountpoint ${mountpoint} does not exist`);
   }
   if (!st.isDirectory()) throw fsError('ENOTDIR', `mountpoint ${mountpoint} is not a directory`);
-  if (isMounted(mountpoint)) throw fsError('EBUSY', `${mountpoint} is already a mount point (arbor unmount it first)`);
+  if (isMounted(mountpoint))
+    throw fsError('EBUSY', `${mountpoint} is already a mount point (arbor unmount it first)`);
   const ws = await o.open(o.dir, o.readOnly === true);
   let fuse: FuseMount;
-  const afs = new ArborFs(ws.tree, { readOnly: o.readOnly === true, syncState: () => syncStateFiles(ws.statePath) });
+  const afs = new ArborFs(ws.tree, {
+    readOnly: o.readOnly === true,
+    syncState: () => syncStateFiles(ws.statePath),
+  });
   try {
     fuse = await mount(mountpoint, afs, {
       fsname: 'arbor',
@@ -177,6 +218,10 @@ export async function startMount(o: MountDaemonOptions): Promise<MountedArbor> {
       defaultPermissions: true,
       allowOther: o.allowOther === true,
       readOnly: o.readOnly === true,
+      // Local writes pass through the page cache and other replicas' changes are dropped from it explicitly
+      // (ArborFs.invalidate), so the kernel need not throw cached pages away whenever mtime moves — with it on,
+      // every write through the mount (which moves mtime) would empty the cache of the file being written.
+      autoInvalData: false,
       entryTimeout: o.ttl ?? 1,
       attrTimeout: o.ttl ?? 1,
       reads: o.reads ?? 4,
@@ -206,7 +251,10 @@ export function stopOnSignals(m: MountedArbor): void {
 }
 
 /** Ask the daemon serving `mountpoint` to stop, or clear a stale mount. Resolves what was done. */
-export async function unmountArbor(mountpoint: string, timeoutMs = 60_000): Promise<'stopped' | 'cleared' | 'none'> {
+export async function unmountArbor(
+  mountpoint: string,
+  timeoutMs = 60_000,
+): Promise<'stopped' | 'cleared' | 'none'> {
   const { unmount } = await import('../fuse/mount.js');
   const abs = path.resolve(mountpoint);
   const rec = readMountRecord(abs);
@@ -226,7 +274,10 @@ export async function unmountArbor(mountpoint: string, timeoutMs = 60_000): Prom
       if (isMounted(abs)) await unmount(abs);
       return 'stopped';
     }
-    throw fsError('EBUSY', `the daemon serving ${abs} (pid ${rec.pid}) did not stop within ${timeoutMs / 1000} s`);
+    throw fsError(
+      'EBUSY',
+      `the daemon serving ${abs} (pid ${rec.pid}) did not stop within ${timeoutMs / 1000} s`,
+    );
   }
   if (rec) removeMountRecord(abs);
   if (await unmount(abs)) return 'cleared';

@@ -41,7 +41,8 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     fs.writeFileSync(path.join(src, 'empty'), '');
     fs.writeFileSync(path.join(src, 'a', 'big.bin'), randomBytes(6 << 20));
     fs.writeFileSync(path.join(src, 'a', 'b', 'mid.bin'), randomBytes(300_000));
-    for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(src, 'a', 'b', 'c', `f${i}`), randomBytes(i * 97));
+    for (let i = 0; i < 50; i++)
+      fs.writeFileSync(path.join(src, 'a', 'b', 'c', `f${i}`), randomBytes(i * 97));
     fs.symlinkSync('../small.txt', path.join(src, 'a', 'link'));
     fs.symlinkSync('nowhere', path.join(src, 'dangling'));
     fs.linkSync(path.join(src, 'small.txt'), path.join(src, 'a', 'hard.txt'));
@@ -59,7 +60,9 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     assert.equal(st.nlink, 2, 'cp -a keeps hard links');
     assert.equal(fs.statSync(path.join(mnt, 'copy', 'small.txt')).ino, st.ino);
 
-    await ok(`cd '${mnt}' && mv copy moved && ln -s moved/a alink && ln moved/empty moved/empty2 && mv moved/a/b moved/b2`);
+    await ok(
+      `cd '${mnt}' && mv copy moved && ln -s moved/a alink && ln moved/empty moved/empty2 && mv moved/a/b moved/b2`,
+    );
     assert.equal(fs.readFileSync(path.join(mnt, 'alink', 'link'), 'utf8'), 'hello\n');
     assert.equal(fs.statSync(path.join(mnt, 'moved', 'empty2')).nlink, 2);
     await ok(`cd '${mnt}' && mv moved/b2 moved/a/b && rm moved/empty2 alink`);
@@ -75,16 +78,26 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     const count = await ok(`find '${mnt}/moved' | wc -l`);
     assert.equal(Number(count.trim()), Number((await ok(`find '${src}' | wc -l`)).trim()));
     await ok(`rm -r '${mnt}/moved' '${mnt}/fromtar'`);
-    assert.deepEqual(fs.readdirSync(mnt).filter((n) => n === 'moved' || n === 'fromtar'), []);
+    assert.deepEqual(
+      fs.readdirSync(mnt).filter((n) => n === 'moved' || n === 'fromtar'),
+      [],
+    );
   });
 
   it('setfattr/getfattr round-trip, and cp --preserve=xattr carries them', async () => {
-    await ok(`cd '${mnt}' && echo x > xf && setfattr -n user.k1 -v v1 xf && setfattr -n user.k2 -v 0xdeadbeef xf`);
+    await ok(
+      `cd '${mnt}' && echo x > xf && setfattr -n user.k1 -v v1 xf && setfattr -n user.k2 -v 0xdeadbeef xf`,
+    );
     const dump = await ok(`cd '${mnt}' && getfattr -d -e hex xf`);
     assert.match(dump, /user\.k1=0x7631/);
     assert.match(dump, /user\.k2=0xdeadbeef/);
-    await ok(`cd '${mnt}' && cp --preserve=xattr xf xf2 && getfattr -n user.k2 -e hex xf2 | grep -q deadbeef`);
-    assert.equal((await sh(`cd '${mnt}' && setfattr -n trusted.nope -v 1 /nonexistent-file`)).code !== 0, true);
+    await ok(
+      `cd '${mnt}' && cp --preserve=xattr xf xf2 && getfattr -n user.k2 -e hex xf2 | grep -q deadbeef`,
+    );
+    assert.equal(
+      (await sh(`cd '${mnt}' && setfattr -n trusted.nope -v 1 /nonexistent-file`)).code !== 0,
+      true,
+    );
   });
 
   it('a git repository: clone, commit, gc and fsck inside the mount', async () => {
@@ -112,19 +125,27 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     await ok(`sqlite3 '${db}' "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"`);
     const script = Array.from(
       { length: 20 },
-      (_, i) => `BEGIN; ${Array.from({ length: 100 }, (_, j) => `INSERT INTO t(v) VALUES('${i}-${j}-${'z'.repeat(j)}');`).join(' ')} COMMIT;`,
+      (_, i) =>
+        `BEGIN; ${Array.from({ length: 100 }, (_, j) => `INSERT INTO t(v) VALUES('${i}-${j}-${'z'.repeat(j)}');`).join(' ')} COMMIT;`,
     ).join('\n');
     fs.writeFileSync(path.join(t!.base, 'ins.sql'), `.timeout 10000\n${script}\n`);
     const [w, r] = await Promise.all([
       sh(`sqlite3 '${db}' < '${t!.base}/ins.sql'`),
-      sh(`for i in $(seq 1 20); do sqlite3 -cmd '.timeout 10000' '${db}' 'SELECT count(*) FROM t;' || exit 1; done`),
+      sh(
+        `for i in $(seq 1 20); do sqlite3 -cmd '.timeout 10000' '${db}' 'SELECT count(*) FROM t;' || exit 1; done`,
+      ),
     ]);
     assert.equal(w.code, 0, w.stderr);
     assert.equal(r.code, 0, r.stderr);
     const counts = r.stdout.trim().split('\n').map(Number);
-    assert.ok(counts.every((c) => c % 100 === 0), `readers see whole transactions only: ${counts.join(',')}`);
+    assert.ok(
+      counts.every((c) => c % 100 === 0),
+      `readers see whole transactions only: ${counts.join(',')}`,
+    );
     assert.equal(
-      (await ok(`sqlite3 '${db}' 'PRAGMA integrity_check; SELECT count(*) FROM t; PRAGMA journal_mode;'`)).trim(),
+      (
+        await ok(`sqlite3 '${db}' 'PRAGMA integrity_check; SELECT count(*) FROM t; PRAGMA journal_mode;'`)
+      ).trim(),
       'ok\n2000\nwal',
     );
     await ok(`sqlite3 '${db}' 'PRAGMA wal_checkpoint(TRUNCATE);'`);
@@ -135,7 +156,9 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     const d = path.join(mnt, 'conc');
     fs.mkdirSync(d);
     const jobs = Array.from({ length: 4 }, (_, i) =>
-      sh(`head -c ${(i + 1) * 1_500_000} /dev/urandom > '${t!.base}/w${i}' && cp '${t!.base}/w${i}' '${d}/w${i}'`),
+      sh(
+        `head -c ${(i + 1) * 1_500_000} /dev/urandom > '${t!.base}/w${i}' && cp '${t!.base}/w${i}' '${d}/w${i}'`,
+      ),
     );
     const appenders = Array.from({ length: 3 }, (_, i) =>
       sh(`for n in $(seq 1 200); do echo "writer-${i}-line-$n" >> '${d}/log'; done`),
@@ -157,7 +180,10 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     );
     assert.equal(out.split('\n').includes('gone'), false, 'the name is gone from listings');
     assert.ok(out.endsWith('second\n'), `reopened through /proc: ${JSON.stringify(out)}`);
-    assert.ok(await waitFor(async () => (await m!.call('handles')) === 0), 'handles are released once descriptors close');
+    assert.ok(
+      await waitFor(async () => (await m!.call('handles')) === 0),
+      'handles are released once descriptors close',
+    );
   });
 
   it("another replica's changes show up without remount (inval_entry / inval_inode)", async () => {
@@ -166,7 +192,10 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     fs.mkdirSync(path.join(mnt, 'rd'));
     assert.deepEqual(fs.readdirSync(path.join(mnt, 'rd')), []);
 
-    await m!.call('remoteWrite', { path: '/shared.txt', data: Buffer.from('version two from B').toString('base64') });
+    await m!.call('remoteWrite', {
+      path: '/shared.txt',
+      data: Buffer.from('version two from B').toString('base64'),
+    });
     assert.equal(fs.readFileSync(path.join(mnt, 'shared.txt'), 'utf8'), 'version two from B');
     assert.equal(fs.statSync(path.join(mnt, 'shared.txt')).size, 18);
 
@@ -188,7 +217,10 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     assert.ok(before >= 300, `inode table holds the looked-up files (${before})`);
     fs.writeFileSync('/proc/sys/vm/drop_caches', '2');
     const shrank = await waitFor(async () => ((await m!.call('inodes')) as number) < before - 250);
-    assert.ok(shrank, `inode table did not shrink after drop_caches (${before} → ${String(await m!.call('inodes'))})`);
+    assert.ok(
+      shrank,
+      `inode table did not shrink after drop_caches (${before} → ${String(await m!.call('inodes'))})`,
+    );
     assert.equal(fs.readdirSync(d).length, 300, 'forgotten nodes are looked up again');
     assert.equal(fs.statSync(path.join(d, 'f7')).size, 0);
   });
@@ -220,5 +252,39 @@ describe('arbor mounted read-only', { skip: mountSkip }, () => {
     ]) {
       assert.throws(f, (e: NodeJS.ErrnoException) => e.code === 'EROFS');
     }
+  });
+});
+
+describe('arbor mounted for other users (--allow-other, default_permissions)', { skip: mountSkip }, () => {
+  let t: Awaited<ReturnType<typeof tempArbor>> | undefined;
+  let m: TestMount | undefined;
+  const nobody = (cmd: string): Promise<{ code: number; stdout: string; stderr: string }> =>
+    sh(`setpriv --reuid=65534 --regid=65534 --clear-groups bash -c '${cmd}'`);
+  before(async () => {
+    t = await tempArbor('arbor-other-');
+    fs.chmodSync(t.base, 0o755);
+    m = await TestMount.start(t.dir, t.mnt);
+    fs.writeFileSync(path.join(t.mnt, 'root-file'), 'x');
+    fs.mkdirSync(path.join(t.mnt, 'open-dir'), { mode: 0o777 });
+    fs.chmodSync(path.join(t.mnt, 'open-dir'), 0o777);
+  });
+  after(async () => {
+    await m?.stop();
+    if (t) fs.rmSync(t.base, { recursive: true, force: true });
+  });
+
+  it('a private mount (the default) is closed to other users; --allow-other opens it with kernel permission checks', async () => {
+    const denied = await nobody(`ls ${t!.mnt}`);
+    assert.notEqual(denied.code, 0, 'private by default');
+    await m!.stop();
+    m = await TestMount.start(t!.dir, t!.mnt, ['--allow-other']);
+    assert.equal((await nobody(`cat ${t!.mnt}/root-file`)).stdout, 'x');
+    const w = await nobody(`echo y > ${t!.mnt}/root-file`);
+    assert.match(w.stderr, /Permission denied/);
+    assert.match((await nobody(`touch ${t!.mnt}/new`)).stderr, /Permission denied/);
+    assert.match((await nobody(`chmod 600 ${t!.mnt}/root-file`)).stderr, /Operation not permitted/);
+    const mine = await nobody(`echo mine > ${t!.mnt}/open-dir/f && stat -c %u:%g ${t!.mnt}/open-dir/f`);
+    assert.equal(mine.code, 0, mine.stderr);
+    assert.equal(mine.stdout.trim(), '65534:65534', 'new files belong to their creator');
   });
 });

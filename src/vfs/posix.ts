@@ -87,7 +87,11 @@ export const posixSuite: Record<string, PosixTest> = {
     assert.equal(await fs.readFile(path.join(d, 'old'), 'utf8'), 'new content');
     const b = Buffer.alloc(64);
     const { bytesRead } = await h.read(b, 0, 64, 0);
-    assert.equal(b.subarray(0, bytesRead).toString(), 'old content', 'the replaced file stays readable while open');
+    assert.equal(
+      b.subarray(0, bytesRead).toString(),
+      'old content',
+      'the replaced file stays readable while open',
+    );
     await h.close();
     assert.deepEqual(await fs.readdir(d), ['old']);
   },
@@ -96,7 +100,11 @@ export const posixSuite: Record<string, PosixTest> = {
     await fs.writeFile(path.join(d, 'a'), 'x');
     await fs.link(path.join(d, 'a'), path.join(d, 'b'));
     await fs.rename(path.join(d, 'a'), path.join(d, 'b'));
-    assert.deepEqual((await fs.readdir(d)).sort(), ['a', 'b'], 'rename between two names of one inode does nothing');
+    assert.deepEqual(
+      (await fs.readdir(d)).sort(),
+      ['a', 'b'],
+      'rename between two names of one inode does nothing',
+    );
   },
 
   async renameNoReplace(d) {
@@ -249,7 +257,10 @@ export const posixSuite: Record<string, PosixTest> = {
     const st = await fs.stat(p);
     assert.equal(st.uid, 1234);
     assert.equal(st.gid, 5678);
-    await ok(`touch -m -d '2020-01-02 03:04:05.123456789 UTC' f && touch -a -d '2019-05-06 07:08:09.5 UTC' f`, { cwd: d });
+    await ok(
+      `touch -m -d '2020-01-02 03:04:05.123456789 UTC' f && touch -a -d '2019-05-06 07:08:09.5 UTC' f`,
+      { cwd: d },
+    );
     const out = await ok(`stat -c '%y|%x' f`, { cwd: d, env: { ...process.env, TZ: 'UTC' } });
     assert.equal(out.trim(), '2020-01-02 03:04:05.123456789 +0000|2019-05-06 07:08:09.500000000 +0000');
   },
@@ -324,7 +335,9 @@ export const posixSuite: Record<string, PosixTest> = {
     const r2 = await sh(`setfattr -x user.never f`, { cwd: d });
     assert.match(r2.stderr, /No such attribute/);
     await fs.mkdir(path.join(d, 'dir'));
-    await ok(`setfattr -n user.on-dir -v 1 dir && getfattr -n user.on-dir --only-values dir | grep -qx 1`, { cwd: d });
+    await ok(`setfattr -n user.on-dir -v 1 dir && getfattr -n user.on-dir --only-values dir | grep -qx 1`, {
+      cwd: d,
+    });
   },
 
   async locks(d) {

@@ -29,7 +29,10 @@ export class MemoryRemote implements Remote {
   private async enter(op: keyof MemoryRemote['calls']): Promise<void> {
     this.calls[op]++;
     for (const l of this.listeners.splice(0)) l();
+    // Always yield to the event loop like a real backend's I/O would: a remote that answers in microtasks alone
+    // would let a read loop starve the cache's own file I/O, which no real remote does.
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    else await new Promise((r) => setImmediate(r));
     if (this.down) throw new RemoteUnavailableError('memory remote is down');
     if (this.failNext > 0) {
       this.failNext--;

@@ -25,7 +25,8 @@ export async function withWorkspace<T>(
   fn: (ws: Workspace) => Promise<T>,
   opts: OpenOptions = {},
 ): Promise<T> {
-  const ws = await openWorkspace(dir, opts);
+  // Upload retries are a daemon's news; a one-shot command reports only its own outcome (one line on failure).
+  const ws = await openWorkspace(dir, { logger: () => undefined, ...opts });
   try {
     return await fn(ws);
   } finally {
@@ -39,4 +40,10 @@ export function out(line: string): void {
 
 export function note(line: string): void {
   process.stderr.write(`arbor: ${line}\n`);
+}
+
+/** Mutating commands refuse a read-only replica: its changes could never be published. */
+export function requireWritable(ws: Workspace): void {
+  if (ws.readOnly)
+    throw new InvalidInputError(`${ws.dir} is a read-only replica; changes could never be published`);
 }

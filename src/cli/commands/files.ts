@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { Arbor } from '../../index.js';
-import { out, withWorkspace } from './common.js';
+import type { Workspace } from '../workspace.js';
+import { out, requireWritable, withWorkspace } from './common.js';
+
+function writable(ws: Workspace): Arbor {
+  requireWritable(ws);
+  return new Arbor(ws.tree);
+}
 
 function inner(path: string | undefined): string {
   if (path === undefined || path === '' || path === '/') return '/';
@@ -122,6 +128,7 @@ export function registerFiles(program: Command): void {
     .argument('<path>', 'destination inside the arbor')
     .action(async (dir: string, local: string, path: string) => {
       await withWorkspace(dir, async (ws) => {
+        requireWritable(ws);
         const a = new Arbor(ws.tree);
         if (local === '-') {
           await a.writeFile(inner(path), await readStdin());
@@ -162,7 +169,7 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'directory inside the arbor')
     .action(async (dir: string, path: string) => {
-      await withWorkspace(dir, (ws) => new Arbor(ws.tree).mkdir(inner(path), { recursive: true }));
+      await withWorkspace(dir, (ws) => writable(ws).mkdir(inner(path), { recursive: true }));
     });
 
   program
@@ -184,7 +191,7 @@ export function registerFiles(program: Command): void {
     .argument('<from>', 'existing path')
     .argument('<to>', 'new path')
     .action(async (dir: string, from: string, to: string) => {
-      await withWorkspace(dir, (ws) => new Arbor(ws.tree).rename(inner(from), inner(to)));
+      await withWorkspace(dir, (ws) => writable(ws).rename(inner(from), inner(to)));
     });
 
   program
@@ -196,6 +203,7 @@ export function registerFiles(program: Command): void {
     .option('-s, --symbolic', 'make a symbolic link')
     .action(async (dir: string, target: string, path: string, o: { symbolic?: boolean }) => {
       await withWorkspace(dir, (ws) => {
+        requireWritable(ws);
         const a = new Arbor(ws.tree);
         return o.symbolic ? a.symlink(target, inner(path)) : a.link(inner(target), inner(path));
       });
@@ -210,6 +218,6 @@ export function registerFiles(program: Command): void {
     .action(async (dir: string, mode: string, path: string) => {
       if (!/^[0-7]{1,4}$/.test(mode))
         throw new InvalidInputError(`mode must be octal (e.g. 640), not '${mode}'`);
-      await withWorkspace(dir, (ws) => new Arbor(ws.tree).chmod(inner(path), parseInt(mode, 8)));
+      await withWorkspace(dir, (ws) => writable(ws).chmod(inner(path), parseInt(mode, 8)));
     });
 }

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { Arbor, type ContentVersion } from '../../index.js';
 import { formatBytes } from '../size.js';
-import { out, withWorkspace } from './common.js';
+import { out, requireWritable, withWorkspace } from './common.js';
 
 function inner(path: string): string {
   return path.startsWith('/') ? path : '/' + path;
@@ -78,6 +78,7 @@ export function registerHistory(program: Command): void {
     .option('--to <path>', 'write that version to this path inside the arbor instead of restoring in place')
     .action(async (dir: string, path: string, o: { at: string; to?: string }) => {
       await withWorkspace(dir, async (ws) => {
+        requireWritable(ws);
         const a = new Arbor(ws.tree);
         const v = pickVersion(await a.versions(inner(path)), o.at);
         if (o.to === undefined) {

@@ -8,6 +8,9 @@ import { registerMaintenance } from './maintenance.js';
 import { registerStatus } from './status.js';
 import { registerSync } from './sync.js';
 
+// The AWS SDK warns on every run under Node 20 (its support ends in 2027); one-line errors must stay one line.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export function registerCommands(program: Command): void {
   registerInit(program);
   registerClone(program);

@@ -6,8 +6,15 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidInputError, fsError } from '../../errors.js';
 import { isMounted } from '../../fuse/mount.js';
-import { startMount, stopOnSignals, unmountArbor, type ServedWorkspace } from '../../vfs/daemon.js';
-import { openWorkspace, paths, readConfig } from '../workspace.js';
+import {
+  exitWhenClosed,
+  startMount,
+  stopOnSignals,
+  unmountArbor,
+  type ServedWorkspace,
+} from '../../vfs/daemon.js';
+import { startSyncLoop, type SyncLoop } from '../../sync/loop.js';
+import { openWorkspace, paths, readConfig, type Workspace } from '../workspace.js';
 
 interface MountFlags {
   foreground?: boolean;
@@ -21,10 +28,34 @@ const THREADPOOL = 16;
 /** Set in the daemon child: the descriptor on which it reports "ready" or "error <message>". */
 const READY_FD_ENV = 'ARBOR_MOUNT_READY_FD';
 
-async function openForMount(dir: string, readOnly: boolean): Promise<ServedWorkspace> {
-  const ws = await openWorkspace(dir, readOnly ? { readOnly: true } : {});
-  return { dir: ws.dir, tree: ws.tree, statePath: paths(ws.dir).state, close: () => ws.close() };
+/** The opened workspace and its sync loop: the loop stops before the workspace closes. */
+interface Served {
+  ws?: Workspace;
+  loop?: SyncLoop;
 }
+
+function opener(served: Served): (dir: string, readOnly: boolean) => Promise<ServedWorkspace> {
+  return async (dir, readOnly) => {
+    const ws = await openWorkspace(dir, readOnly ? { readOnly: true } : {});
+    served.ws = ws;
+    return {
+      dir: ws.dir,
+      tree: ws.tree,
+      statePath: paths(ws.dir).state,
+      close: async () => {
+        try {
+          await served.loop?.stop();
+        } finally {
+          await ws.close();
+        }
+      },
+    };
+  };
+}
+
+const say = (line: string): void => {
+  process.stderr.write(`arbor mount: ${line}\n`);
+};
 
 function checkMountpoint(mnt: string): string {
   const abs = path.resolve(mnt);
@@ -75,6 +106,7 @@ async function foreground(dir: string, mnt: string, o: MountFlags): Promise<void
       // the parent is gone
     }
   };
+  const served: Served = {};
   let m;
   try {
     m = await startMount({
@@ -83,19 +115,31 @@ async function foreground(dir: string, mnt: string, o: MountFlags): Promise<void
       readOnly: o.readOnly === true,
       allowOther: o.allowOther === true,
       reads: READS,
-      open: openForMount,
-      onError: (err) => process.stderr.write(`arbor mount: ${err instanceof Error ? err.message : String(err)}\n`),
+      open: opener(served),
+      onError: (err) => say(err instanceof Error ? err.message : String(err)),
     });
   } catch (err) {
     report(`error ${err instanceof Error ? err.message : String(err)}`);
     throw err;
   }
-  stopOnSignals(m);
+  const mounted = m;
+  stopOnSignals(mounted);
+  // Replication runs inside the daemon: what a pull changes is dropped from the kernel's caches, and
+  // `arbor sync/status <dir>` reach the loop through the control socket. A failure here leaves a working local mount.
+  try {
+    served.loop = await startSyncLoop(served.ws!, {
+      onChanges: (change) => void mounted.fs.invalidate(change),
+      socketPath: paths(served.ws!.dir).socket,
+      log: say,
+    });
+  } catch (err) {
+    say(`sync is off for this mount: ${err instanceof Error ? err.message : String(err)}`);
+  }
   report('ready');
   process.stderr.write(`arbor: mounted ${m.ws.dir} on ${m.mountpoint}\n`);
   await m.done;
   process.stderr.write(`arbor: unmounted ${m.mountpoint}\n`);
-  process.exit(0);
+  await exitWhenClosed(m, 0);
 }
 
 /** Start the daemon detached (its output goes to <dir>/mount.log) and wait for its first report. */
@@ -117,8 +161,12 @@ async function background(dir: string, mnt: string, o: MountFlags): Promise<void
       if (nl >= 0) resolve(buf.slice(0, nl));
     });
     pipe.on('error', () => resolve(`error the mount daemon failed to start (see ${dir}/mount.log)`));
-    pipe.on('end', () => resolve(buf.split('\n')[0] || `error the mount daemon exited (see ${dir}/mount.log)`));
-    child.on('exit', (code) => setTimeout(() => resolve(`error the mount daemon exited with ${code} (see ${dir}/mount.log)`), 200));
+    pipe.on('end', () =>
+      resolve(buf.split('\n')[0] || `error the mount daemon exited (see ${dir}/mount.log)`),
+    );
+    child.on('exit', (code) =>
+      setTimeout(() => resolve(`error the mount daemon exited with ${code} (see ${dir}/mount.log)`), 200),
+    );
   });
   if (line !== 'ready') throw new Error(line.replace(/^error /, ''));
   (pipe as unknown as { destroy(): void }).destroy();
@@ -133,7 +181,10 @@ export function registerMount(program: Command): void {
     .argument('<mountpoint>', 'an existing empty directory')
     .option('--foreground', 'serve in this process until unmounted or interrupted')
     .option('--read-only', 'mount read-only')
-    .option('--allow-other', 'let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root)')
+    .option(
+      '--allow-other',
+      'let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root)',
+    )
     .action(async (dir: string, mnt: string, o: MountFlags) => {
       const absDir = path.resolve(dir);
       await readConfig(absDir); // a wrong directory is one clear line, before anything is spawned

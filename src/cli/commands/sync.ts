@@ -35,7 +35,7 @@ export function registerSync(program: Command): void {
       } else {
         report = await withWorkspace(dir, async (ws) => {
           const r = new Replicator(ws);
-          const res = await r.sync({ checkpoint: o.checkpoint === true });
+          const res = await r.sync({ checkpoint: o.checkpoint === true, announce: true });
           return res;
         });
       }

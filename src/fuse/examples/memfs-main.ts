@@ -5,7 +5,15 @@ import { MemFs } from './memfs.js';
 
 interface Msg {
   id: number;
-  cmd: 'known' | 'nodes' | 'setContent' | 'renameBehind' | 'invalInode' | 'invalEntry' | 'unmount';
+  cmd:
+    | 'known'
+    | 'nodes'
+    | 'setContent'
+    | 'renameBehind'
+    | 'deleteBehind'
+    | 'invalInode'
+    | 'invalEntry'
+    | 'unmount';
   path?: string;
   data?: string;
   from?: string;
@@ -27,6 +35,7 @@ async function main(): Promise<void> {
     readOnly: args.includes('--ro'),
     useFusermount: args.includes('--fusermount'),
     defaultPermissions: args.includes('--default-permissions'),
+    allowOther: args.includes('--allow-other'),
     entryTimeout: Number(args.find((a) => a.startsWith('--ttl='))?.slice(6) ?? 1),
     attrTimeout: Number(args.find((a) => a.startsWith('--ttl='))?.slice(6) ?? 1),
     reads: Number(args.find((a) => a.startsWith('--reads='))?.slice(8) ?? 4),
@@ -71,6 +80,13 @@ async function main(): Promise<void> {
           memfs.renameBehind(dir, msg.from!, msg.to!);
           return true;
         }
+        case 'deleteBehind': {
+          // Delete a name elsewhere and tell the kernel with notify_delete.
+          const dir = memfs.resolve(msg.path!);
+          if (dir === undefined) throw new Error(`no ${msg.path}`);
+          const child = memfs.unlinkBehind(dir, msg.from!);
+          return m.notifyDelete(dir, child, msg.from!);
+        }
         case 'invalEntry': {
           const dir = memfs.resolve(msg.path!);
           if (dir === undefined) throw new Error(`no ${msg.path}`);
@@ -88,6 +104,10 @@ async function main(): Promise<void> {
         (result) => send({ id: msg.id, result }),
         (err: unknown) => send({ id: msg.id, error: String(err) }),
       );
+  });
+  // A parent that dies (IPC channel gone) takes the mount with it.
+  process.on('disconnect', () => {
+    if (!closed) void m.unmount({ lazy: true, abortAfterMs: 1000 }).catch(() => process.exit(1));
   });
   send({ ready: true, conn: m.connection });
   if (!process.send) process.stdout.write(`mounted memfs on ${m.mountpoint}\n`);

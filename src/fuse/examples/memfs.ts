@@ -1,9 +1,19 @@
 // An in-memory filesystem on the LowLevelFileSystem interface: the example that proves src/fuse
 // stands alone and the target of its mount tests. Knows nothing of /dev/fuse or of arbor.
 import { fsError } from '../../errors.js';
-import { OpenOutFlag, RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi.js';
+import {
+  InitFlag,
+  OpenOutFlag,
+  RENAME_EXCHANGE,
+  RENAME_NOREPLACE,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+} from '../abi.js';
 import type {
   Attr,
+  ConnectionInfo,
   Created,
   DirBuffer,
   Entry,
@@ -74,6 +84,7 @@ export class MemFs implements LowLevelFileSystem {
   #nextFh = 1n;
   readonly #capacity: number;
   readonly #openFlags: number;
+  #writeback = false;
   #used = 0;
 
   constructor(opts: MemFsOptions = {}) {
@@ -111,6 +122,15 @@ export class MemFs implements LowLevelFileSystem {
   }
 
   /** Rename an entry without the kernel knowing. */
+  /** Remove a name without the kernel knowing; returns the node it pointed at. */
+  unlinkBehind(parent: NodeId, name: string): NodeId {
+    const d = this.#dir(parent);
+    const id = d.children.get(name);
+    if (id === undefined) throw fsError('ENOENT');
+    this.#removeName(d, name, this.#must(id));
+    return id;
+  }
+
   renameBehind(parent: NodeId, from: string, to: string): void {
     const d = this.#must(parent);
     const id = d.children?.get(from);
@@ -281,6 +301,10 @@ export class MemFs implements LowLevelFileSystem {
   }
 
   // ---- LowLevelFileSystem ----
+
+  init(conn: ConnectionInfo): void {
+    this.#writeback = (conn.flags & InitFlag.WRITEBACK_CACHE) !== 0;
+  }
 
   lookup(_ctx: RequestContext, parent: NodeId, name: string): Entry {
     const d = this.#dir(parent);
@@ -487,7 +511,9 @@ export class MemFs implements LowLevelFileSystem {
     info: WriteInfo,
   ): number {
     const n = this.#must(ino);
-    if (info.flags & O_APPEND) offset = n.size;
+    // Without writeback caching the kernel's offset for O_APPEND comes from possibly stale
+    // attributes: append at our own end. With it, the kernel owns the size and its offsets are right.
+    if (info.flags & O_APPEND && !this.#writeback) offset = n.size;
     if (offset % CHUNK === 0 && data.length === CHUNK) {
       // A whole aligned chunk: keep the server's buffer instead of copying 1 MiB.
       const ci = offset / CHUNK;
@@ -600,6 +626,19 @@ export class MemFs implements LowLevelFileSystem {
     const n = this.#must(ino);
     if (!n.xattrs.delete(name)) throw fsError('ENODATA');
     n.ctimeNs = now();
+  }
+
+  /** Permission check from the mode bits (used when the mount lacks default_permissions). */
+  access(ctx: RequestContext, ino: NodeId, mask: number): void {
+    const n = this.#must(ino);
+    if (mask === 0) return; // F_OK
+    if (ctx.uid === 0) {
+      // root may read and write anything, and execute what has any x bit (or is a directory)
+      if (mask & 1 && !n.children && (n.mode & 0o111) === 0) throw fsError('EACCES');
+      return;
+    }
+    const bits = ctx.uid === n.uid ? (n.mode >> 6) & 7 : ctx.gid === n.gid ? (n.mode >> 3) & 7 : n.mode & 7;
+    if ((bits & mask) !== mask) throw fsError('EACCES');
   }
 
   fallocate(

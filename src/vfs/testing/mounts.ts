@@ -15,7 +15,9 @@ export const canMount = process.getuid?.() === 0 && fs.existsSync('/dev/fuse');
 export const mountSkip: string | false = canMount ? false : 'needs root and /dev/fuse';
 
 /** A temp base holding `ws` (the arbor directory), `remote` and `mnt`. */
-export async function tempArbor(prefix = 'arbor-vfs-'): Promise<{ base: string; dir: string; remote: string; mnt: string }> {
+export async function tempArbor(
+  prefix = 'arbor-vfs-',
+): Promise<{ base: string; dir: string; remote: string; mnt: string }> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   const dir = path.join(base, 'ws');
   const remote = path.join(base, 'remote');

@@ -10,12 +10,20 @@ export interface ShResult {
 }
 
 /** Run a bash script; never rejects. */
-export function sh(script: string, opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ShResult> {
+export function sh(
+  script: string,
+  opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<ShResult> {
   return new Promise((resolve) => {
     execFile(
       'bash',
       ['-c', script],
-      { cwd: opts.cwd, env: opts.env ?? process.env, maxBuffer: 256 << 20, timeout: opts.timeoutMs ?? 120_000 },
+      {
+        cwd: opts.cwd,
+        env: opts.env ?? process.env,
+        maxBuffer: 256 << 20,
+        timeout: opts.timeoutMs ?? 120_000,
+      },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });
@@ -25,7 +33,10 @@ export function sh(script: string, opts: { cwd?: string; timeoutMs?: number; env
 }
 
 /** Run a bash script that must succeed; returns its stdout. */
-export async function ok(script: string, opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+export async function ok(
+  script: string,
+  opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   const r = await sh(script, opts);
   assert.equal(r.code, 0, `script failed (${r.code}): ${script}\n${r.stderr}`);
   return r.stdout;
