@@ -363,7 +363,12 @@ describe('replication through a dir remote', () => {
       await ra.sync();
       await fa.writeFile('/old', 'second version');
       await ra.sync();
-      await new Replicator(b).sync();
+      // B has applied the second version; announcing it lets GC prune the first (until then it must stay).
+      const rb = new Replicator(b);
+      await rb.sync();
+      const early = await collectGarbage(ra, { graceMs: 0, retention: { versions: 1 }, dryRun: true });
+      assert.equal(early.unreferenced, 0, 'B has not said it saw the newer version');
+      await rb.sync({ announce: true });
       const chunkFiles = async (): Promise<string[]> => {
         const out: string[] = [];
         for (const d of await readdir(join(remote, 'chunks')))

@@ -174,8 +174,8 @@ export class Replicator {
 
   /** Push, pull, maybe checkpoint. Throws RemoteUnavailableError when the remote cannot be reached. */
   /**
-   * `announce`: when the pull brought news and there was nothing to push, publish an op-less batch with this
-   * replica's positions (what `arbor sync` does, so GC knows every replica has seen a superseding version).
+   * `announce`: when this replica has applied more than its newest published batch says and there is nothing left to
+   * push, publish an op-less batch with its positions (`arbor sync` does, so GC learns what every replica has seen).
    */
   sync(
     opts: { checkpoint?: boolean; announce?: boolean; onProgress?: (p: Progress) => void } = {},
@@ -192,7 +192,7 @@ export class Replicator {
           await withTimeout(this.ctx.store.flushUploads(), this.uploadTimeoutMs, 'chunk upload');
         }
         let announced = 0;
-        if (opts.announce === true && pulled.batches > 0 && pushed.batches + pushed2.batches === 0) {
+        if (opts.announce === true && pushed2.batches === 0 && this.positionsAdvanced()) {
           announced = await this.announceNow();
         }
         const moved = pushed.ops + pulled.ops + pushed2.ops;
@@ -236,6 +236,13 @@ export class Replicator {
 
   // ------------------------------------------------------------------------------------------------ push
 
+  /** Whether this replica has applied more than its newest published batch says. */
+  private positionsAdvanced(): boolean {
+    const published = this.state.publishedSeen;
+    for (const [r, n] of this.ctx.tree.peerPositions()) if (n > (published[r] ?? 0)) return true;
+    return false;
+  }
+
   /**
    * Publish an op-less batch carrying only this replica's peer positions, so GC learns what it has seen even when
    * it writes nothing. Used by an explicit sync that pulled something and had nothing to push.
@@ -258,6 +265,7 @@ export class Replicator {
       sealBatch(this.ctx.crypto, batch),
     );
     this.state.completePlan(plan);
+    this.state.setPublishedSeen(batch.seen ?? {});
     return 1;
   }
 
@@ -303,6 +311,7 @@ export class Replicator {
       await withTimeout(store.whenUploaded(chunkIdsOf(merged)), this.uploadTimeoutMs, 'chunk upload');
       await remote.putIfAbsent(opsKey(this.ctx.replicaId, p.rseq), sealBatch(crypto, batch));
       this.state.completePlan(p);
+      this.state.setPublishedSeen(batch.seen ?? {});
       batches++;
       ops += merged.length;
       onProgress?.({ phase: 'push', done: Math.min(total, p.to - start), total });

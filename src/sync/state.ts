@@ -51,6 +51,14 @@ export class SyncState {
     })();
   }
 
+  /** The `seen` positions carried by this replica's newest published batch. */
+  get publishedSeen(): Record<string, number> {
+    return this.read('publishedSeen', {});
+  }
+  setPublishedSeen(v: Record<string, number>): void {
+    this.write('publishedSeen', v);
+  }
+
   get lastSync(): { time: number; ok: boolean; error?: string } | undefined {
     return this.read<{ time: number; ok: boolean; error?: string } | null>('lastSync', null) ?? undefined;
   }

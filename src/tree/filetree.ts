@@ -65,6 +65,8 @@ interface Regs {
 }
 
 const XATTR_NAME_MAX = 255;
+/** The fixed id of `/lost+found`, where entries stranded in concurrently removed directories are moved. */
+export const LOST_FOUND: NodeId = 'lost+found';
 const XATTR_SIZE_MAX = 65536;
 const SYMLINK_MAX = 4095;
 const CONFLICT_SEP = '#';
@@ -468,7 +470,51 @@ export class FileTree {
       this.db.peerPut(batch.replica, batch.seq, max);
       this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
     });
-    return this.report(changed, dirs, false);
+    const change = this.report(changed, dirs, false);
+    const rescued = this.rescueStranded(changed);
+    if (rescued === undefined) return change;
+    return {
+      nodes: [...new Set([...change.nodes, ...rescued.nodes])],
+      dirs: [...change.dirs, ...rescued.dirs],
+    };
+  }
+
+  /**
+   * A directory removed on one replica while another created something in it leaves live entries under a trashed
+   * directory. Every replica that sees this moves those entries to `/lost+found` (a fixed node id, so replicas that
+   * repair concurrently move the same nodes to the same place and converge). Returns the repair's change, if any.
+   */
+  private rescueStranded(changed: Set<NodeId>): TreeChange | undefined {
+    const trashedDirs = new Set<NodeId>();
+    for (const id of changed) {
+      let cur: NodeId | undefined = id;
+      for (let depth = 0; cur !== undefined && depth < 100000; depth++) {
+        const p = this.crdt.get(cur);
+        if (p === undefined) break;
+        if (p.parent === TRASH) {
+          if (p.meta.k === 'd') trashedDirs.add(cur);
+          break;
+        }
+        cur = p.parent;
+      }
+    }
+    const stranded: NodeId[] = [];
+    for (const d of trashedDirs) for (const c of this.crdt.children(d)) stranded.push(c);
+    if (stranded.length === 0) return undefined;
+    stranded.sort();
+    const ops: TreeOp[] = [];
+    if (!this.attached(LOST_FOUND)) {
+      ops.push(this.move(ROOT, LOST_FOUND, 'lost+found', 'd'));
+      if (this.getRegs(LOST_FOUND) === undefined) {
+        const t = this.now().toString();
+        ops.push(this.set(LOST_FOUND, { mode: 0o700, uid: 0, gid: 0, atime: t, mtime: t, ctime: t }));
+      }
+    }
+    for (const c of stranded) {
+      const p = this.crdt.get(c)!;
+      ops.push(this.move(LOST_FOUND, c, p.meta.n, p.meta.k, linkExtra(p.meta)));
+    }
+    return this.commit(ops);
   }
 
   /** Last applied batch seq per peer. */

@@ -167,12 +167,18 @@ describe('three replicas', () => {
                 fss[i] = await open(i);
               }
             }
-            // deliver everything, including re-delivery of old batches (must be a no-op)
-            for (let from = 0; from < 3; from++) {
-              for (let to = 0; to < 3; to++) {
-                if (from === to) continue;
-                for (const b of fss[from]!.tree.localOpsSince(0)) fss[to]!.tree.applyRemote(b);
+            // deliver everything, including re-delivery of old batches (must be a no-op), until no replica makes
+            // new ops (rescuing entries of concurrently removed directories is a local op)
+            for (let round = 0; ; round++) {
+              assert.ok(round < 10, 'replicas keep making repair ops');
+              const seqs = fss.map((f) => f.tree.localSeq);
+              for (let from = 0; from < 3; from++) {
+                for (let to = 0; to < 3; to++) {
+                  if (from === to) continue;
+                  for (const b of fss[from]!.tree.localOpsSince(0)) fss[to]!.tree.applyRemote(b);
+                }
               }
+              if (fss.every((f, i) => f.tree.localSeq === seqs[i])) break;
             }
             const written = new Map<string, string[]>();
             for (const f of fss) recordWritten(f.tree.localOpsSince(0), written);
@@ -280,6 +286,31 @@ describe('three replicas', () => {
         [],
       );
       assert.deepEqual(b.tree.peerPositions().get('A'), a.tree.localSeq);
+      await a.close();
+      await b.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('an entry created in a directory removed concurrently is moved to /lost+found on every replica', async () => {
+    const t = tempDir();
+    try {
+      const store = new MemChunkStore();
+      const a = await openArbor(join(t.dir, 'A'), { store, replica: 'A' });
+      const b = await openArbor(join(t.dir, 'B'), { store, replica: 'B' });
+      await a.mkdir('/d');
+      for (const batch of a.tree.localOpsSince(0)) b.tree.applyRemote(batch);
+      const seenA = a.tree.localSeq;
+      await a.rmdir('/d');
+      await b.writeFile('/d/keep.txt', 'precious');
+      for (const batch of a.tree.localOpsSince(seenA)) b.tree.applyRemote(batch);
+      for (const batch of b.tree.localOpsSince(0)) a.tree.applyRemote(batch);
+      for (const batch of a.tree.localOpsSince(seenA)) b.tree.applyRemote(batch);
+      for (const fs of [a, b]) {
+        assert.deepEqual(await fs.readdir('/'), ['lost+found']);
+        assert.equal(await fs.readFile('/lost+found/keep.txt', 'utf8'), 'precious');
+      }
       await a.close();
       await b.close();
     } finally {

@@ -253,7 +253,8 @@ export async function scenario(
 
   // Overwrite the big file (its chunks become history), gc keeping one version, then a fresh clone reads everything.
   await ok('put', A, join(tmp, 'small.txt'), '/docs/big.bin');
-  await ok('sync', A);
+  // Everyone must have seen the overwrite (and said so) before the old content may go.
+  await syncAll([A, B, C]);
   const gc = JSON.parse(await ok('gc', A, '--grace', '0', '--keep', '1v', '--json')) as { deleted: number };
   assert.ok(gc.deleted >= 1, `gc deleted the overwritten content's chunks (${JSON.stringify(gc)})`);
   await ok('clone', D, url, '64', '--key-file', key);
