@@ -57,6 +57,7 @@ export class StateDb {
     localOpPut: Statement<[number, string]>;
     localOpsSince: Statement<[number]>;
     lastLocalOps: Statement<[]>;
+    pruneLocalOps: Statement<[number]>;
     versionPut: Statement<[string, string, number, string]>;
     versionsOf: Statement<[string]>;
     versionGet: Statement<[string, string]>;
@@ -97,6 +98,7 @@ export class StateDb {
       localOpPut: p('INSERT INTO local_ops (seq, ops) VALUES (?, ?)'),
       localOpsSince: p('SELECT seq, ops FROM local_ops WHERE seq > ? ORDER BY seq'),
       lastLocalOps: p('SELECT seq, ops FROM local_ops ORDER BY seq DESC LIMIT 1'),
+      pruneLocalOps: p('DELETE FROM local_ops WHERE seq <= ?'),
       versionPut: p('INSERT OR IGNORE INTO versions (node, id, counter, data) VALUES (?, ?, ?, ?)'),
       versionsOf: p('SELECT data FROM versions WHERE node = ? ORDER BY counter, id'),
       versionGet: p('SELECT data FROM versions WHERE node = ? AND id = ?'),
@@ -181,6 +183,9 @@ export class StateDb {
   }
   lastLocalOps(): { seq: number; ops: string } | undefined {
     return this.s.lastLocalOps.get() as { seq: number; ops: string } | undefined;
+  }
+  pruneLocalOps(throughSeq: number): number {
+    return this.s.pruneLocalOps.run(throughSeq).changes;
   }
   /** Make every committed transaction durable (fsync the WAL, copy it into the database). */
   checkpoint(): void {

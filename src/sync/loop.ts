@@ -8,8 +8,12 @@ import { Replicator, type ReplicatorOptions, type SyncContext, type SyncReport }
 export interface SyncLoopOptions extends ReplicatorOptions {
   /** Called with what each pull changed (non-empty only), after the tree applied it. */
   onChanges?: (change: TreeChange) => void;
-  /** Regular sync interval. Default 5000 ms. */
+  /** Sync interval while replication is active (something moved within `activeWindowMs`). Default 1000 ms. */
   intervalMs?: number;
+  /** Sync interval when idle. Default 10 000 ms (each cycle lists the remote's batches). */
+  idleIntervalMs?: number;
+  /** How long after the last push or pull the loop stays on the short interval. Default 60 s. */
+  activeWindowMs?: number;
   /** Delay between a local change and the push it triggers (coalesces bursts). Default 300 ms. */
   pushDelayMs?: number;
   /** Backoff while the remote is unreachable: first delay and cap. Default 1 s .. 60 s, jittered. */
@@ -41,7 +45,11 @@ export interface SyncLoop {
 
 export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}): Promise<SyncLoop> {
   const replicator = new Replicator(ctx, opts);
-  const interval = opts.intervalMs ?? 5000;
+  const envInterval = Number(process.env.ARBOR_SYNC_INTERVAL_MS) || undefined;
+  const interval = opts.intervalMs ?? envInterval ?? 1000;
+  const idleInterval = Math.max(interval, opts.idleIntervalMs ?? envInterval ?? 10_000);
+  const activeWindow = opts.activeWindowMs ?? 60_000;
+  let lastActivity = 0;
   const pushDelay = opts.pushDelayMs ?? 300;
   const base = opts.backoffBaseMs ?? 1000;
   const cap = opts.backoffMaxMs ?? 60_000;
@@ -56,6 +64,7 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
 
   const runOnce = async (checkpoint = false): Promise<SyncReport> => {
     const report = await replicator.sync({ checkpoint });
+    if (report.pushedBatches + report.pulledBatches > 0) lastActivity = Date.now();
     if (report.change.nodes.length > 0 || report.change.dirs.length > 0) opts.onChanges?.(report.change);
     return report;
   };
@@ -81,7 +90,7 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
         failures = 0;
         lastSync = Date.now();
         lastError = undefined;
-        schedule(interval);
+        schedule(Date.now() - lastActivity < activeWindow ? interval : idleInterval);
       } catch (err) {
         failures++;
         lastError = err instanceof Error ? err.message : String(err);
@@ -97,7 +106,9 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
     ? () => undefined
     : ctx.tree.onChange((_change, local) => {
         // Local writes push soon, but never faster than the backoff allows while the remote is down.
-        if (local && failures === 0) schedule(pushDelay);
+        if (!local) return;
+        lastActivity = Date.now();
+        if (failures === 0) schedule(pushDelay);
       });
 
   const control = opts.socketPath

@@ -238,8 +238,9 @@ export class Replicator {
 
   /** Whether this replica has applied more than its newest published batch says. */
   private positionsAdvanced(): boolean {
+    // Only batches with ops count: announcing because of another replica's announcement would ping-pong forever.
     const published = this.state.publishedSeen;
-    for (const [r, n] of this.ctx.tree.peerPositions()) if (n > (published[r] ?? 0)) return true;
+    for (const [r, n] of Object.entries(this.state.appliedWithOps)) if (n > (published[r] ?? 0)) return true;
     return false;
   }
 
@@ -276,30 +277,39 @@ export class Replicator {
     let ops = 0;
     const start = this.state.pushed.local;
     const total = Math.max(0, tree.localSeq - start);
+    // Read the pending local batches once (re-reading them per remote batch is quadratic for a large backlog);
+    // ops committed meanwhile are picked up by the next round.
+    let local = tree.localOpsSince(start);
+    let at = 0;
     for (;;) {
       let plan = this.state.plan;
       if (plan === undefined) {
+        if (at >= local.length) {
+          local = tree.localOpsSince(this.state.pushed.local);
+          at = 0;
+          if (local.length === 0) break;
+        }
         const pushed = this.state.pushed;
-        const local = tree.localOpsSince(pushed.local);
-        if (local.length === 0) break;
         let n = 0;
-        let to = local[0]!.seq;
-        for (const b of local) {
+        let to = local[at]!.seq;
+        for (let i = at; i < local.length; i++) {
+          const b = local[i]!;
           if (n > 0 && n + b.ops.length > this.maxOps) break;
           n += b.ops.length;
           to = b.seq;
         }
         // The plan is persisted before the upload: after a crash the same range is re-sent under the same name,
         // so a write-once "already exists" means it is ours and done.
-        plan = { rseq: pushed.rseq + 1, from: local[0]!.seq, to };
+        plan = { rseq: pushed.rseq + 1, from: local[at]!.seq, to };
         this.state.setPlan(plan);
       }
       const p = plan;
-      const merged: TreeOp[] = [];
-      for (const b of tree.localOpsSince(p.from - 1)) {
-        if (b.seq > p.to) break;
-        merged.push(...b.ops);
+      if (at >= local.length || local[at]!.seq !== p.from) {
+        local = tree.localOpsSince(p.from - 1);
+        at = 0;
       }
+      const merged: TreeOp[] = [];
+      while (at < local.length && local[at]!.seq <= p.to) merged.push(...local[at++]!.ops);
       const batch: RemoteBatch = {
         version: 1,
         replica: this.ctx.replicaId,
@@ -368,6 +378,7 @@ export class Replicator {
           return openBatch(crypto, key, await remote.get(key));
         });
         let group: TreeOp[] = [];
+        let withOps = 0;
         let last = 0;
         const flush = (): void => {
           if (last === 0) return;
@@ -376,12 +387,14 @@ export class Replicator {
           last = 0;
         };
         for (const b of batches) {
+          if (b.ops.length > 0) withOps = b.seq;
           if (group.length > 0 && group.length + b.ops.length > 4 * this.maxOps) flush();
           group.push(...b.ops);
           last = b.seq;
           ops += b.ops.length;
         }
         flush();
+        if (withOps > 0) this.state.setAppliedWithOps({ ...this.state.appliedWithOps, [replica]: withOps });
         done += window.length;
         onProgress?.({ phase: 'pull', done, total });
       }

@@ -59,6 +59,14 @@ export class SyncState {
     this.write('publishedSeen', v);
   }
 
+  /** Per replica, the newest applied batch that carried ops (op-less announcements do not count). */
+  get appliedWithOps(): Record<string, number> {
+    return this.read('appliedWithOps', {});
+  }
+  setAppliedWithOps(v: Record<string, number>): void {
+    this.write('appliedWithOps', v);
+  }
+
   get lastSync(): { time: number; ok: boolean; error?: string } | undefined {
     return this.read<{ time: number; ok: boolean; error?: string } | null>('lastSync', null) ?? undefined;
   }

@@ -251,6 +251,49 @@ describe('FileTree operations', () => {
     await fs.unlink('/chr');
   });
 
+  it('more errno cases: ENAMETOOLONG, EBADF, ENOTDIR on readdir, EINVAL on rename of root names', async () => {
+    await fs.writeFile('/e', 'x');
+    await rejectsCode(() => fs.rename('/e', '/' + 'n'.repeat(256)), 'ENAMETOOLONG');
+    await rejectsCode(() => fs.symlink('t'.repeat(4096), '/sl'), 'ENAMETOOLONG');
+    await rejectsCode(() => fs.readdir('/e'), 'ENOTDIR');
+    await rejectsCode(() => fs.tree.read(9999, 0, 1), 'EBADF');
+    const h = await fs.open('/e', 'r');
+    await rejectsCode(() => h.write('no'), 'EBADF');
+    await h.close();
+    await rejectsCode(() => fs.tree.rename(ROOT, '.', ROOT, 'x'), 'EBUSY');
+    await rejectsCode(() => fs.tree.rmdir(ROOT, '.'), 'EINVAL');
+    await rejectsCode(() => fs.tree.mkdir(ROOT, 'a/b', 0o755), 'EINVAL');
+    await rejectsCode(() => fs.tree.lookupId(fs.resolve('/e'), 'x'), 'ENOTDIR');
+    await fs.unlink('/e');
+  });
+
+  it('prunes pushed local batches and keeps its clock across reopen', async () => {
+    const t2 = tempDir();
+    try {
+      let a = await openArbor(t2.dir, { store, replica: 'P' });
+      await a.mkdir('/x');
+      await a.mkdir('/y');
+      const seq = a.tree.localSeq;
+      assert.ok(a.tree.pruneLocalOps(seq) > 0);
+      assert.deepEqual(a.tree.localOpsSince(0), []);
+      await a.mkdir('/z');
+      const next = a.tree.localOpsSince(0);
+      assert.equal(next.length, 1);
+      assert.equal(next[0]!.seq, seq + 1);
+      await a.close();
+      a = await openArbor(t2.dir, { store, replica: 'P' });
+      await a.mkdir('/w');
+      const all = a.tree.localOpsSince(0);
+      assert.equal(all[all.length - 1]!.seq, seq + 2);
+      const counters = all.flatMap((b) => b.ops.map((o) => o.ts.counter));
+      assert.ok(counters[counters.length - 1]! > counters[0]!, 'clock moved forward');
+      assert.deepEqual(await a.readdir('/'), ['w', 'x', 'y', 'z']);
+      await a.close();
+    } finally {
+      t2.cleanup();
+    }
+  });
+
   it('persists across reopen, with versions', async () => {
     const t2 = tempDir();
     try {

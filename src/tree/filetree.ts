@@ -453,6 +453,17 @@ export class FileTree {
       .map((r) => ({ version: 1, replica: this.replica, seq: r.seq, ops: decodeOps(r.ops, this.replica) }));
   }
 
+  /**
+   * Drop local batches with seq ≤ `throughSeq` (sync calls this once they are safely on the remote). The clock is
+   * saved first, since it is otherwise recovered from the last local batch.
+   */
+  pruneLocalOps(throughSeq: number): number {
+    return this.db.tx(() => {
+      this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
+      return this.db.pruneLocalOps(Math.min(throughSeq, this.seq));
+    });
+  }
+
   /** The last local batch seq. */
   get localSeq(): number {
     return this.seq;

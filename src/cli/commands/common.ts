@@ -1,5 +1,5 @@
 // Helpers shared by CLI commands: cache-size arguments, opening a workspace for one command, output.
-import { InvalidInputError } from '../../errors.js';
+import { ArborError, InvalidInputError } from '../../errors.js';
 import { parseSize } from '../size.js';
 import { DEFAULT_CACHE_BYTES, openWorkspace, type OpenOptions, type Workspace } from '../workspace.js';
 
@@ -46,4 +46,31 @@ export function note(line: string): void {
 export function requireWritable(ws: Workspace): void {
   if (ws.readOnly)
     throw new InvalidInputError(`${ws.dir} is a read-only replica; changes could never be published`);
+}
+
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EEXIST: 'already exists',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  ENOTEMPTY: 'directory not empty',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EINVAL: 'invalid argument',
+  EBUSY: 'busy',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'name too long',
+  EIO: 'input/output error',
+};
+
+/** Run a filesystem operation on `path`, turning a bare POSIX error into "path: what went wrong". */
+export async function onPath<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ArborError && ERRNO_TEXT[err.code] !== undefined) {
+      throw new ArborError(err.code, err.errno, `${path}: ${ERRNO_TEXT[err.code]}`, { cause: err });
+    }
+    throw err;
+  }
 }

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { Arbor } from '../../index.js';
 import type { Workspace } from '../workspace.js';
-import { out, requireWritable, withWorkspace } from './common.js';
+import { onPath, out, requireWritable, withWorkspace } from './common.js';
 
 function writable(ws: Workspace): Arbor {
   requireWritable(ws);
@@ -90,22 +90,24 @@ export function registerFiles(program: Command): void {
     .argument('[path]', 'path inside the arbor', '/')
     .option('-l, --long', 'mode, links, size and name')
     .action(async (dir: string, path: string, o: { long?: boolean }) => {
-      await withWorkspace(dir, async (ws) => {
-        const a = new Arbor(ws.tree);
-        const p = inner(path);
-        const st = await a.lstat(p);
-        const names = st.isDirectory() ? await a.readdir(p) : [p.split('/').pop()!];
-        for (const name of names) {
-          if (!o.long) {
-            out(name);
-            continue;
+      await onPath(inner(path), () =>
+        withWorkspace(dir, async (ws) => {
+          const a = new Arbor(ws.tree);
+          const p = inner(path);
+          const st = await a.lstat(p);
+          const names = st.isDirectory() ? await a.readdir(p) : [p.split('/').pop()!];
+          for (const name of names) {
+            if (!o.long) {
+              out(name);
+              continue;
+            }
+            const full = st.isDirectory() ? (p === '/' ? `/${name}` : `${p}/${name}`) : p;
+            const s = await a.lstat(full);
+            const link = s.isSymbolicLink() ? ` -> ${await a.readlink(full)}` : '';
+            out(`${modeString(s.kind, s.mode)} ${s.nlink} ${String(s.size).padStart(10)} ${name}${link}`);
           }
-          const full = st.isDirectory() ? (p === '/' ? `/${name}` : `${p}/${name}`) : p;
-          const s = await a.lstat(full);
-          const link = s.isSymbolicLink() ? ` -> ${await a.readlink(full)}` : '';
-          out(`${modeString(s.kind, s.mode)} ${s.nlink} ${String(s.size).padStart(10)} ${name}${link}`);
-        }
-      });
+        }),
+      );
     });
 
   program
@@ -114,10 +116,12 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'file inside the arbor')
     .action(async (dir: string, path: string) => {
-      await withWorkspace(dir, async (ws) => {
-        const data = await new Arbor(ws.tree).readFile(inner(path));
-        await new Promise<void>((r) => process.stdout.write(data, () => r()));
-      });
+      await onPath(inner(path), () =>
+        withWorkspace(dir, async (ws) => {
+          const data = await new Arbor(ws.tree).readFile(inner(path));
+          await new Promise<void>((r) => process.stdout.write(data, () => r()));
+        }),
+      );
     });
 
   program
@@ -127,20 +131,22 @@ export function registerFiles(program: Command): void {
     .argument('<local>', 'local file or directory, or - for stdin')
     .argument('<path>', 'destination inside the arbor')
     .action(async (dir: string, local: string, path: string) => {
-      await withWorkspace(dir, async (ws) => {
-        requireWritable(ws);
-        const a = new Arbor(ws.tree);
-        if (local === '-') {
-          await a.writeFile(inner(path), await readStdin());
-          return;
-        }
-        let target = inner(path);
-        const st = await stat(local);
-        if (!st.isDirectory() && (await a.exists(target)) && (await a.stat(target)).isDirectory()) {
-          target = `${target === '/' ? '' : target}/${local.split('/').pop()}`;
-        }
-        await putTree(a, local, target);
-      });
+      await onPath(inner(path), () =>
+        withWorkspace(dir, async (ws) => {
+          requireWritable(ws);
+          const a = new Arbor(ws.tree);
+          if (local === '-') {
+            await a.writeFile(inner(path), await readStdin());
+            return;
+          }
+          let target = inner(path);
+          const st = await stat(local);
+          if (!st.isDirectory() && (await a.exists(target)) && (await a.stat(target)).isDirectory()) {
+            target = `${target === '/' ? '' : target}/${local.split('/').pop()}`;
+          }
+          await putTree(a, local, target);
+        }),
+      );
     });
 
   program
@@ -150,17 +156,19 @@ export function registerFiles(program: Command): void {
     .argument('<path>', 'file or directory inside the arbor')
     .argument('[local]', 'local destination')
     .action(async (dir: string, path: string, local: string | undefined) => {
-      await withWorkspace(dir, async (ws) => {
-        const a = new Arbor(ws.tree);
-        if (local === undefined) {
-          if ((await a.stat(inner(path))).isDirectory())
-            throw new InvalidInputError('give a local destination for a directory');
-          const data = await a.readFile(inner(path));
-          await new Promise<void>((r) => process.stdout.write(data, () => r()));
-          return;
-        }
-        await getTree(a, inner(path), local);
-      });
+      await onPath(inner(path), () =>
+        withWorkspace(dir, async (ws) => {
+          const a = new Arbor(ws.tree);
+          if (local === undefined) {
+            if ((await a.stat(inner(path))).isDirectory())
+              throw new InvalidInputError('give a local destination for a directory');
+            const data = await a.readFile(inner(path));
+            await new Promise<void>((r) => process.stdout.write(data, () => r()));
+            return;
+          }
+          await getTree(a, inner(path), local);
+        }),
+      );
     });
 
   program
@@ -169,7 +177,9 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'directory inside the arbor')
     .action(async (dir: string, path: string) => {
-      await withWorkspace(dir, (ws) => writable(ws).mkdir(inner(path), { recursive: true }));
+      await onPath(inner(path), () =>
+        withWorkspace(dir, (ws) => writable(ws).mkdir(inner(path), { recursive: true })),
+      );
     });
 
   program
@@ -179,8 +189,8 @@ export function registerFiles(program: Command): void {
     .argument('<path>', 'path inside the arbor')
     .option('-r, --recursive', 'remove directories and their contents')
     .action(async (dir: string, path: string, o: { recursive?: boolean }) => {
-      await withWorkspace(dir, (ws) =>
-        new Arbor(ws.tree).rm(inner(path), { recursive: o.recursive === true }),
+      await onPath(inner(path), () =>
+        withWorkspace(dir, (ws) => new Arbor(ws.tree).rm(inner(path), { recursive: o.recursive === true })),
       );
     });
 
@@ -191,7 +201,9 @@ export function registerFiles(program: Command): void {
     .argument('<from>', 'existing path')
     .argument('<to>', 'new path')
     .action(async (dir: string, from: string, to: string) => {
-      await withWorkspace(dir, (ws) => writable(ws).rename(inner(from), inner(to)));
+      await onPath(inner(from), () =>
+        withWorkspace(dir, (ws) => writable(ws).rename(inner(from), inner(to))),
+      );
     });
 
   program
@@ -202,11 +214,13 @@ export function registerFiles(program: Command): void {
     .argument('<path>', 'new name')
     .option('-s, --symbolic', 'make a symbolic link')
     .action(async (dir: string, target: string, path: string, o: { symbolic?: boolean }) => {
-      await withWorkspace(dir, (ws) => {
-        requireWritable(ws);
-        const a = new Arbor(ws.tree);
-        return o.symbolic ? a.symlink(target, inner(path)) : a.link(inner(target), inner(path));
-      });
+      await onPath(inner(path), () =>
+        withWorkspace(dir, (ws) => {
+          requireWritable(ws);
+          const a = new Arbor(ws.tree);
+          return o.symbolic ? a.symlink(target, inner(path)) : a.link(inner(target), inner(path));
+        }),
+      );
     });
 
   program
@@ -218,6 +232,8 @@ export function registerFiles(program: Command): void {
     .action(async (dir: string, mode: string, path: string) => {
       if (!/^[0-7]{1,4}$/.test(mode))
         throw new InvalidInputError(`mode must be octal (e.g. 640), not '${mode}'`);
-      await withWorkspace(dir, (ws) => writable(ws).chmod(inner(path), parseInt(mode, 8)));
+      await onPath(inner(path), () =>
+        withWorkspace(dir, (ws) => writable(ws).chmod(inner(path), parseInt(mode, 8))),
+      );
     });
 }

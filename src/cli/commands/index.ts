@@ -11,6 +11,12 @@ import { registerSync } from './sync.js';
 // The AWS SDK warns on every run under Node 20 (its support ends in 2027); one-line errors must stay one line.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+// `arbor ls … | head` closes the pipe early: that is a normal end, not a crash.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 export function registerCommands(program: Command): void {
   registerInit(program);
   registerClone(program);

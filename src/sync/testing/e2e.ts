@@ -240,6 +240,7 @@ export async function scenario(
     const d3 = await same('after the partition healed');
     assert.ok(d3.has('/offline.txt') && !d3.has('/docs/hardlink.txt'));
     assert.match(d3.get(`${pics}/a.txt`)!, / n1 /);
+    await ok('sync', C); // picks up the others' position announcements too: nothing left behind
     const st2 = JSON.parse(await ok('status', C, '--json')) as {
       reachable: boolean;
       pendingBatches: number;

@@ -124,6 +124,7 @@ export function crashSuite(title: string, profile: CrashProfile): void {
         assert.match(out, /stopped after \d+ ops/, `the writer did not see the crash: ${out}`);
         ctx.diagnostic(`writer: ${out.trim()}`);
         await t.unmount(); // clears the mount the dead daemon left
+        assert.deepEqual(await t.fsck(), [], `arbor fsck after crash ${round}`);
       });
     }
 
@@ -137,6 +138,7 @@ export function crashSuite(title: string, profile: CrashProfile): void {
       );
       assert.ok(files > 0, 'no files survived at all');
       await t.unmount();
+      assert.deepEqual(await t.fsck(), [], 'arbor fsck after the last clean unmount');
     });
   });
 }

@@ -127,6 +127,8 @@ export interface Target {
   /** Clear the mount the way a user would (also after a crash). */
   unmount(): Promise<void>;
   daemonPid(): number | undefined;
+  /** Offline consistency check of the stored state (`arbor fsck`); problems, empty when clean. Unmounted only. */
+  fsck(): Promise<string[]>;
   /** What the daemon wrote to stderr (foreground mode), for failure messages. */
   log(): string;
   /** Unmount if mounted, kill what we started, remove the temp dir. */
@@ -208,6 +210,13 @@ export class ArborTarget implements Target {
     clearTimeout(timer);
   }
 
+  async fsck(): Promise<string[]> {
+    const r = await this.cli(['fsck', this.dir]);
+    if (r.code === 0) return [];
+    const lines = r.stdout.split('\n').filter((l) => l.trim() !== '');
+    return lines.length > 0 ? lines : [`arbor fsck exited ${r.code}: ${r.stderr.trim()}`];
+  }
+
   /** The process that holds /dev/fuse for this mount (a background mount's daemon is not our child). */
   daemonPid(): number | undefined {
     return fuseDaemonPids(this.mnt)[0] ?? (this.#child?.exitCode === null ? this.#child.pid : undefined);
@@ -275,6 +284,10 @@ export class MemfsTarget implements Target {
 
   daemonPid(): number | undefined {
     return this.#child?.pid;
+  }
+
+  async fsck(): Promise<string[]> {
+    return [];
   }
 
   log(): string {
