@@ -60,6 +60,9 @@ async function mountedRun(
     await arbor('mount', db, mb);
     try {
       for (let i = 0; i < 20; i++) {
+        // A random pause first: writing right after the previous arrival would phase-lock with B's pull cycle.
+        await sleep(Math.random() * 1500);
+        await sleep(Math.random() * 300);
         const body = `payload ${i} ${Date.now()}`;
         const t0 = performance.now();
         await writeFile(join(ma, `p${i}.txt`), body);
@@ -123,6 +126,7 @@ async function propagation(tmp: string, remote: string, log: BenchOptions['log']
   const out: number[] = [];
   try {
     for (let i = 0; i < 30; i++) {
+      await sleep(Math.random() * 300);
       const body = `payload ${i} ${Date.now()}`;
       const t0 = performance.now();
       await fa.writeFile(`/p${i}.txt`, body);

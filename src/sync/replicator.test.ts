@@ -272,6 +272,29 @@ describe('replication through a dir remote', () => {
     }
   });
 
+  it('a backlog is split into remote batches of bounded size, in order, and applies the same', async () => {
+    const { ws, remote } = await family(2);
+    const [a, b] = ws as [Workspace, Workspace];
+    try {
+      const fa = new Arbor(a.tree);
+      await fa.mkdir('/d');
+      for (let i = 0; i < 12; i++) await fa.writeFile(`/d/f${i}`, `content ${i}`);
+      await fa.rename('/d/f0', '/moved');
+      const r = await new Replicator(a, { maxOpsPerBatch: 10 }).sync();
+      const names = (await readdir(join(remote, 'ops', a.replicaId))).sort();
+      assert.ok(r.pushedBatches >= 5, `pushed ${r.pushedBatches} batches`);
+      assert.equal(names.length, r.pushedBatches);
+      assert.deepEqual(
+        names,
+        names.map((_, i) => String(i + 1).padStart(16, '0')),
+      );
+      await new Replicator(b).sync();
+      assert.deepEqual(await digest(b), await digest(a));
+    } finally {
+      await closeAll(ws);
+    }
+  });
+
   it('a read-only replica pulls but never pushes', async () => {
     const { ws, root, remote } = await family(1);
     const a = ws[0]!;

@@ -470,13 +470,30 @@ export class Replicator {
         }
       }
       const cp = best!;
-      tree.applyRemote({ version: 1, replica: cp.replica, seq: cp.positions[cp.replica] ?? 0, ops: cp.ops });
+      // In timestamp order and in slices: each slice only appends to the CRDT log (no undo/redo of the earlier ones)
+      // and is one moderate transaction. Only the last slice records the position, so an interrupted restore
+      // is redone rather than taken as complete.
+      const ops = [...cp.ops].sort(
+        (x, y) =>
+          x.ts.counter - y.ts.counter ||
+          (x.ts.replica < y.ts.replica ? -1 : x.ts.replica > y.ts.replica ? 1 : 0),
+      );
+      const slice = 4 * this.maxOps;
+      for (let i = 0; i < ops.length || i === 0; i += slice) {
+        const last = i + slice >= ops.length;
+        tree.applyRemote({
+          version: 1,
+          replica: cp.replica,
+          seq: last ? (cp.positions[cp.replica] ?? 0) : 0,
+          ops: ops.slice(i, i + slice),
+        });
+        onProgress?.({ phase: 'checkpoint', done: Math.min(ops.length, i + slice), total: ops.length });
+      }
       for (const [replica, seq] of Object.entries(cp.positions)) {
         if (replica !== cp.replica && replica !== this.ctx.replicaId) {
           tree.applyRemote({ version: 1, replica, seq, ops: [] });
         }
       }
-      onProgress?.({ phase: 'checkpoint', done: 1, total: 1 });
       return { ops: cp.ops.length, from: checkpointKey(cp.replica, cp.seq) };
     });
   }

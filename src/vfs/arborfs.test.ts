@@ -203,6 +203,21 @@ describe('ArborFs over a FileTree', () => {
     await afs.release(ctx, i, t.fh as FileHandle, 0);
   });
 
+  it('holes larger than maxHoleBytes fail with EFBIG instead of stalling the mount', async () => {
+    const small = new ArborFs(tree, { maxHoleBytes: 1 << 20 });
+    const c = await small.create(ctx, ino(1n), 'holes', 0o644, 0, O_RDWR);
+    const i = ino(BigInt(c.entry.ino));
+    const fh = c.fh as FileHandle;
+    assert.equal(await errno(() => small.setattr(ctx, i, { size: 2 * 2 ** 40 })), Errno.EFBIG);
+    assert.equal(await errno(() => small.fallocate(ctx, i, fh, 0, 3 << 20, 0)), Errno.EFBIG);
+    assert.equal(await errno(() => small.write(ctx, i, fh, 5 << 20, Buffer.from('x'), winfo())), Errno.EFBIG);
+    await small.setattr(ctx, i, { size: 1 << 20 });
+    await small.fallocate(ctx, i, fh, 0, 2 << 20, 0);
+    assert.equal(await small.write(ctx, i, fh, 3 << 20, Buffer.from('x'), winfo()), 1);
+    assert.equal(small.getattr(ctx, i).size, (3 << 20) + 1);
+    await small.release(ctx, i, fh, 0);
+  });
+
   it('a file unlinked while open stays readable through its handle', async () => {
     const c = await afs.create(ctx, ino(1n), 'u', 0o644, 0, O_RDWR);
     const i = ino(BigInt(c.entry.ino));

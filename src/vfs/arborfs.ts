@@ -57,6 +57,12 @@ export interface ArborFsOptions {
   readaheadBytes?: number;
   /** Sequential bytes a handle must read in a row before readahead starts (default 256 KiB). */
   readaheadAfter?: number;
+  /**
+   * Largest hole (zeros without data: truncate/fallocate growth, a write past the end) one call may make; larger
+   * ones fail with EFBIG. Default 1 GiB. Why: the tree stores a hole by chunking its zeros when the version is
+   * recorded, in one run that holds the event loop, so `truncate -s 1T` would stall the whole mount for hours.
+   */
+  maxHoleBytes?: number;
   /** Wall clock in ns for UTIME_NOW (tests pin it). */
   now?: () => bigint;
 }
@@ -229,7 +235,10 @@ export class ArborFs implements LowLevelFileSystem {
     if (c.mode !== undefined) ch.mode = c.mode & 0o7777;
     if (c.uid !== undefined) ch.uid = c.uid;
     if (c.gid !== undefined) ch.gid = c.gid;
-    if (c.size !== undefined) ch.size = c.size;
+    if (c.size !== undefined) {
+      this.#checkHole(node, c.size);
+      ch.size = c.size;
+    }
     if (c.atimeNs !== undefined) ch.atimeNs = c.atimeNs === 'now' ? this.#now() : c.atimeNs;
     if (c.mtimeNs !== undefined) ch.mtimeNs = c.mtimeNs === 'now' ? this.#now() : c.mtimeNs;
     if (c.killSuidgid && ch.mode === undefined) {
@@ -238,6 +247,17 @@ export class ArborFs implements LowLevelFileSystem {
     }
     const fh = c.fh !== undefined && this.#handles.has(Number(c.fh)) ? Number(c.fh) : undefined;
     return this.#fuseAttr(await this.#tree.setattr(node, ch, fh), ino);
+  }
+
+  /** EFBIG when growing `node` to `size` would make a hole larger than maxHoleBytes (see the option). */
+  #checkHole(node: string, size: number): void {
+    const max = this.#opts.maxHoleBytes ?? 1 << 30;
+    if (size - this.#tree.getattr(node).size > max) {
+      throw fsError(
+        'EFBIG',
+        `arbor refuses holes over ${max} bytes (the tree would write them out as zeros)`,
+      );
+    }
   }
 
   readlink(_ctx: RequestContext, ino: Ino): string {
@@ -393,7 +413,8 @@ export class ArborFs implements LowLevelFileSystem {
     _info: WriteInfo,
   ): Promise<number> {
     this.#writable();
-    this.#handle(fh);
+    const h = this.#handle(fh);
+    this.#checkHole(h.node, offset);
     return this.#tree.write(Number(fh), offset, data);
   }
 
@@ -430,6 +451,7 @@ export class ArborFs implements LowLevelFileSystem {
     if (mode !== 0) throw fsError('EOPNOTSUPP');
     const node = this.#node(ino);
     const a = this.#tree.getattr(node);
+    this.#checkHole(node, offset + length);
     if (offset + length > a.size) await this.#tree.setattr(node, { size: offset + length }, Number(fh));
   }
 

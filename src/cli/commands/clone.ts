@@ -36,7 +36,7 @@ export function registerClone(program: Command): void {
       const bar = new cliProgress.SingleBar(
         {
           stream: process.stderr,
-          format: 'arbor clone {phase} [{bar}] {value}/{total} batches',
+          format: 'arbor clone: {phase} [{bar}] {value}/{total}',
           hideCursor: true,
         },
         cliProgress.Presets.shades_classic,

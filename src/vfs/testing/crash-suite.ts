@@ -56,6 +56,7 @@ export function crashSuite(title: string, profile: CrashProfile): void {
   describe(title, { skip: loadSkip() }, () => {
     let t: Target;
     let journal = '';
+    let failed = false;
     const base = 'crash';
     before(async () => {
       t = makeTarget('arbor-crash-');
@@ -63,11 +64,14 @@ export function crashSuite(title: string, profile: CrashProfile): void {
       await t.create();
     });
     after(async () => {
-      await t?.destroy();
+      // A failure keeps the arbor directory, the remote and the journal for a post-mortem.
+      await t?.destroy({ keep: failed });
+      if (failed) process.stderr.write(`crash test: state and journal kept in ${t.root}\n`);
     });
 
     const check = (when: string): number => {
       const { problems, files } = checkTree(t.mnt, base, readJournal(journal));
+      if (problems.length > 0) failed = true;
       assert.deepEqual(
         problems,
         [],
@@ -124,7 +128,9 @@ export function crashSuite(title: string, profile: CrashProfile): void {
         assert.match(out, /stopped after \d+ ops/, `the writer did not see the crash: ${out}`);
         ctx.diagnostic(`writer: ${out.trim()}`);
         await t.unmount(); // clears the mount the dead daemon left
-        assert.deepEqual(await t.fsck(), [], `arbor fsck after crash ${round}`);
+        const fsck = await t.fsck();
+        if (fsck.length > 0) failed = true;
+        assert.deepEqual(fsck, [], `arbor fsck after crash ${round}`);
       });
     }
 

@@ -131,8 +131,8 @@ export interface Target {
   fsck(): Promise<string[]>;
   /** What the daemon wrote to stderr (foreground mode), for failure messages. */
   log(): string;
-  /** Unmount if mounted, kill what we started, remove the temp dir. */
-  destroy(): Promise<void>;
+  /** Unmount if mounted, kill what we started, remove the temp dir (kept, for a post-mortem, with `keep`). */
+  destroy(opts?: { keep?: boolean }): Promise<void>;
 }
 
 /** arbor through its CLI: `arbor init <dir> <remote>`, `arbor mount <dir> <mnt>`, `arbor unmount <mnt>`. */
@@ -232,7 +232,7 @@ export class ArborTarget implements Target {
     }
   }
 
-  async destroy(): Promise<void> {
+  async destroy(opts: { keep?: boolean } = {}): Promise<void> {
     const pids = fuseDaemonPids(this.mnt);
     if (isMounted(this.mnt)) {
       const r = await this.cli(['unmount', this.mnt]).catch(() => undefined);
@@ -243,7 +243,7 @@ export class ArborTarget implements Target {
     // A daemon that outlived its mount (wedged in a handler) would spin forever: it is ours, end it.
     await sleep(500);
     for (const pid of pids) killQuietly(pid);
-    fs.rmSync(this.root, { recursive: true, force: true });
+    if (!opts.keep) fs.rmSync(this.root, { recursive: true, force: true });
   }
 }
 
