@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages arbor's tests and benchmarks use, only those that are missing.
+# Installs the Debian packages arbor's tests and benchmarks use (or only those named as arguments), only those missing.
 set -euo pipefail
 pkgs=(fuse3 libfuse3-dev pkg-config gcc openssh-server fio stress-ng attr sqlite3 git ceph-mon ceph-osd radosgw ceph-common)
+[ $# -gt 0 ] && pkgs=("$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -3,6 +3,7 @@
 # and list a file through the mount, and say how to unmount. Safe to run again (reuses the demo and its mount).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-system-deps.sh fuse3
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi

@@ -56,17 +56,15 @@ export function parseConflictName(name: string): { base: string; replica: string
  * be seen, as POSIX allows, but no other entry is skipped or repeated).
  */
 export function nameCookie(name: string): number {
-  let lo = 0x811c9dc5 >>> 0;
-  let hi = 0xcbf2 >>> 0;
+  // Two independent 32-bit FNV-1a hashes (unsigned via >>> 0), combined into 48 bits: always a positive
+  // integer below 2^48 + 3, so offsets sort numerically and never collide with the reserved 0..2.
+  let a = 0x811c9dc5;
+  let b = 0x050c5d1f;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
-    lo ^= c & 0xff;
-    lo ^= (c >>> 8) << 8;
-    // 48-bit multiply by FNV prime 0x0100000001b3, split into 24-bit halves to stay exact in doubles.
-    const a = lo * 0x1b3;
-    const carry = Math.floor(a / 0x1000000);
-    lo = a % 0x1000000;
-    hi = (hi * 0x1b3 + carry + ((lo * 0x100) % 0x1000000)) % 0x1000000;
+    a = Math.imul(a ^ c, 0x01000193) >>> 0;
+    b = Math.imul(b ^ c, 0x01000193) >>> 0;
+    b = Math.imul(b ^ (b >>> 13), 0x5bd1e995) >>> 0;
   }
-  return hi * 0x1000000 + lo + 3;
+  return a * 0x10000 + (b >>> 16) + 3;
 }
