@@ -120,12 +120,13 @@ EOF
   ceph_cmd osd crush add-bucket arbor-host host >/dev/null 2>&1
   ceph_cmd osd crush move arbor-host root=default >/dev/null 2>&1
   ceph_cmd osd crush add osd.0 1.0 host=arbor-host >/dev/null 2>&1
-  ceph-osd -c "$CONF" -i 0 2>/dev/null
+  # ceph-osd forks and its parent waits for the daemon to boot; bound that wait so a bad start fails, never hangs.
+  timeout 90 ceph-osd -c "$CONF" -i 0 2>/dev/null || log "ceph-osd did not report ready in 90 s"
   wait_for 30 "osd.0 up" bash -c "timeout 10 ceph -c '$CONF' osd stat | grep -q '1 up'"
 }
 
 start_rgw() {
-  radosgw -c "$CONF" -n client.rgw
+  timeout 90 radosgw -c "$CONF" -n client.rgw || log "radosgw did not report ready in 90 s"
   wait_for 60 "radosgw on $ENDPOINT" s3_answers
 }
 
