@@ -121,7 +121,7 @@ EOF
   ceph_cmd osd crush move arbor-host root=default >/dev/null 2>&1
   ceph_cmd osd crush add osd.0 1.0 host=arbor-host >/dev/null 2>&1
   # ceph-osd forks and its parent waits for the daemon to boot; bound that wait so a bad start fails, never hangs.
-  timeout 90 ceph-osd -c "$CONF" -i 0 2>/dev/null || log "ceph-osd did not report ready in 90 s"
+  timeout 45 ceph-osd -c "$CONF" -i 0 2>/dev/null || log "ceph-osd did not report ready in 45 s"
   wait_for 30 "osd.0 up" bash -c "timeout 10 ceph -c '$CONF' osd stat | grep -q '1 up'"
 }
 
@@ -147,10 +147,19 @@ start() {
   if pid_of client.rgw >/dev/null && pid_of osd.0 >/dev/null && pid_of mon.a >/dev/null && s3_answers; then
     log "reusing the running cluster in $D"
   else
-    stop_daemons
-    local t0=$SECONDS
-    create_cluster
-    start_rgw
+    # An OSD occasionally never finishes booting here (it loops connecting to a blank address); a fresh
+    # cluster starts fine, so start from scratch up to three times before giving up.
+    local t0=$SECONDS attempt
+    for attempt in 1 2 3; do
+      stop_daemons
+      if create_cluster && start_rgw; then break; fi
+      if [ "$attempt" = 3 ]; then
+        log "could not start Ceph RGW after 3 attempts"
+        stop_daemons
+        return 1
+      fi
+      log "attempt $attempt failed; starting a fresh cluster"
+    done
     log "cluster up in $((SECONDS - t0))s ($D)"
   fi
   make_user_and_bucket

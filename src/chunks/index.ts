@@ -1,5 +1,6 @@
 // The public face of src/chunks: what the CLI, tree/, sync/ and state/ import. Re-exports only.
 export type { ChunkRef, ChunkingParams, ChunkStore } from './types.js';
+export { HOLE_ID, isHole } from './types.js';
 export { Chunker, DEFAULT_CHUNKING, StreamingSplitter, validateChunking } from './chunker.js';
 export { FsCrypto, ObjectCorruptError, SEAL_OVERHEAD, SEAL_VERSION, type Compression } from './crypto.js';
 export {

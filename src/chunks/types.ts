@@ -7,6 +7,20 @@ export interface ChunkRef {
   readonly size: number;
 }
 
+/**
+ * The reserved id of a hole: a ChunkRef with this id stands for `size` zero bytes that are not stored anywhere
+ * (truncate up, writes past the end, fallocate). A version's chunk list may contain such entries; nothing is put,
+ * uploaded, fetched, verified or garbage-collected for them, and reads of them return zeros without asking a
+ * ChunkStore. (No real chunk can have this id: it would be a keyed hash equal to zero.) Its size may be any length
+ * up to the maximum file size, so code that walks chunk refs must skip holes (see `isHole`).
+ */
+export const HOLE_ID = '0'.repeat(64);
+
+/** True when `ref` is a hole (zeros, not stored), not a chunk. */
+export function isHole(ref: ChunkRef): boolean {
+  return ref.id === HOLE_ID;
+}
+
 /** Content-defined chunking parameters; stored in arbor.json so every replica cuts identically. */
 export interface ChunkingParams {
   readonly minSize: number;

@@ -1,7 +1,7 @@
 // Consistency check of a replica and its remote: tree invariants, every visible file's current chunks present and
 // verifying (on the remote when reachable, else in the local cache), every published batch opening in sequence.
 import { checkReachable } from '../remote/index.js';
-import type { ChunkRef } from '../chunks/types.js';
+import { isHole, type ChunkRef } from '../chunks/types.js';
 import { openBatch, parseSeqKey } from './codec.js';
 import type { SyncContext } from './replicator.js';
 
@@ -40,7 +40,7 @@ export async function fsck(ctx: SyncContext, opts: { skipBatches?: boolean } = {
     }
     const sum = cur.chunks.reduce((n, c) => n + c.size, 0);
     if (sum !== cur.size) problems.push(`${path}: chunks add up to ${sum} bytes, version says ${cur.size}`);
-    for (const c of cur.chunks) if (!chunks.has(c.id)) chunks.set(c.id, { ref: c, path });
+    for (const c of cur.chunks) if (!isHole(c) && !chunks.has(c.id)) chunks.set(c.id, { ref: c, path });
   }
   const reach = await checkReachable(remote);
   const pendingUpload = new Set(

@@ -1,6 +1,7 @@
 // Garbage collection of remote chunks, safe with concurrent replicas: mark over every replica's published state
 // (all op batches and checkpoints) plus local unpushed ops, sweep only chunks unreferenced for a whole grace period,
 // and prune history by a retention policy. Knows nothing of the CLI or FUSE.
+import { isHole } from '../chunks/types.js';
 import { InvalidInputError } from '../errors.js';
 import type { ContentVersion, TreeOp } from '../tree/types.js';
 import { openBatch, openCheckpoint, parseSeqKey } from './codec.js';
@@ -128,7 +129,7 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
     total += m.size;
     const keep = retainedVersions([...m.values()], retention, now);
     retained += keep.length;
-    for (const s of keep) for (const c of s.v.chunks) live.add(c.id);
+    for (const s of keep) for (const c of s.v.chunks) if (!isHole(c)) live.add(c.id);
   }
   // Chunks still waiting for upload here are referenced by local writes in progress.
   for (const row of ctx.db.prepare('SELECT id FROM chunk_cache WHERE uploaded = 0').all() as Array<{

@@ -2,7 +2,7 @@
 // batches, applied per replica in one tree transaction), checkpoints for fast clone. Knows nothing of FUSE or the CLI.
 import type BetterSqlite3 from 'better-sqlite3';
 import type { FsCrypto } from '../chunks/crypto.js';
-import type { ChunkStore } from '../chunks/types.js';
+import { isHole, type ChunkStore } from '../chunks/types.js';
 import { RemoteUnavailableError } from '../errors.js';
 import { checkReachable } from '../remote/index.js';
 import type { Remote } from '../remote/types.js';
@@ -134,7 +134,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 function chunkIdsOf(ops: readonly TreeOp[]): string[] {
   const ids = new Set<string>();
-  for (const op of ops) if (op.type === 'version') for (const c of op.version.chunks) ids.add(c.id);
+  for (const op of ops)
+    if (op.type === 'version') for (const c of op.version.chunks) if (!isHole(c)) ids.add(c.id);
   return [...ids];
 }
 

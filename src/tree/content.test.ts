@@ -2,8 +2,20 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { FileContent } from './content.js';
+import { HOLE_ID, isHole, type ChunkRef } from '../chunks/types.js';
+import { FileContent, holeRef } from './content.js';
 import { MemChunkStore } from './testing/mem-store.js';
+
+const TiB = 2 ** 40;
+
+/** A MemChunkStore that also counts gets (holes must never reach the store). */
+class CountingStore extends MemChunkStore {
+  gets = 0;
+  override async get(ref: ChunkRef): Promise<Uint8Array> {
+    this.gets++;
+    return super.get(ref);
+  }
+}
 
 describe('FileContent', () => {
   it('matches a buffer model under random writes, truncates and re-chunks', async () => {
@@ -80,5 +92,78 @@ describe('FileContent', () => {
     const after = await c.rechunk();
     assert.equal(store.puts - puts, 1);
     assert.equal(after.filter((r, i) => r.id !== before[i]!.id).length, 1);
+  });
+
+  it('truncate up to 1 TiB stores nothing: one hole ref, reads of it are zeros without touching the store', async () => {
+    const store = new CountingStore(1024);
+    const c = new FileContent(store, [], 0);
+    await c.write(0, Buffer.from('head'));
+    const t0 = Date.now();
+    c.truncate(TiB);
+    const refs = await c.rechunk();
+    assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`);
+    assert.equal(store.puts, 1, 'only the 4 data bytes were stored');
+    assert.equal(refs.length, 2);
+    assert.deepEqual(refs[1], { id: HOLE_ID, size: TiB - 4 });
+    assert.equal(c.size, TiB);
+    assert.equal(c.dataBytes, 4);
+    const gets = store.gets;
+    assert.deepEqual(await c.read(TiB / 2, 65536), Buffer.alloc(65536));
+    assert.deepEqual(await c.read(TiB - 10, 100), Buffer.alloc(10));
+    assert.equal(store.gets, gets, 'hole reads do not touch the store');
+    // Loading the version back: same bytes, still no store traffic for the hole.
+    const again = new FileContent(store, refs, TiB);
+    assert.equal((await again.read(0, 8)).toString(), 'head\0\0\0\0');
+    assert.deepEqual(await again.read(3 * 2 ** 30, 4096), Buffer.alloc(4096));
+    assert.equal(store.puts, 1);
+  });
+
+  it('a write in the middle of a huge hole splits it: hole | data | hole', async () => {
+    const store = new CountingStore(1024);
+    const c = new FileContent(store, [holeRef(TiB)], TiB);
+    const at = TiB / 2 + 12345;
+    const data = Buffer.alloc(3000, 0x5a);
+    await c.write(at, data);
+    const refs = await c.rechunk();
+    assert.equal(store.puts, 3, '3000 bytes in 1024-byte chunks');
+    assert.ok(isHole(refs[0]!) && isHole(refs[refs.length - 1]!));
+    assert.equal(refs[0]!.size, at);
+    assert.equal(
+      refs.reduce((n, r) => n + r.size, 0),
+      TiB,
+    );
+    assert.equal(c.dataBytes, 3000);
+    const back = new FileContent(store, refs, TiB);
+    const got = await back.read(at - 2, 3004);
+    assert.deepEqual(got, Buffer.concat([Buffer.alloc(2), data, Buffer.alloc(2)]));
+    // Writes past the end leave a hole too; adjacent holes merge.
+    await back.write(TiB + 2 ** 30, Buffer.from('z'));
+    back.truncate(TiB + 2 ** 31);
+    const more = await back.rechunk();
+    assert.equal(more.filter(isHole).length, 3);
+    assert.equal(store.puts, 4);
+    assert.equal((await back.read(TiB + 2 ** 30 - 1, 3)).toString('hex'), '007a00');
+  });
+
+  it('truncate down into a hole and into data after a hole', async () => {
+    const store = new CountingStore(1024);
+    const c = new FileContent(store, [], 0);
+    await c.write(0, Buffer.alloc(2048, 1));
+    c.truncate(TiB);
+    await c.write(TiB - 100, Buffer.alloc(100, 2));
+    await c.rechunk();
+    c.truncate(2 ** 30);
+    let refs = await c.rechunk();
+    assert.deepEqual(
+      refs.map((r) => (isHole(r) ? `h${r.size}` : r.size)),
+      [1024, 1024, `h${2 ** 30 - 2048}`],
+    );
+    c.truncate(1000);
+    refs = await c.rechunk();
+    assert.deepEqual(
+      refs.map((r) => r.size),
+      [1000],
+    );
+    assert.deepEqual(await c.read(0, 2000), Buffer.alloc(1000, 1));
   });
 });

@@ -1,6 +1,6 @@
 // An open file's content: chunk-backed segments plus dirty in-memory and hole segments; reads, writes, truncate,
 // re-chunking into a new chunk list. Knows the ChunkStore interface only; nothing of the tree, SQLite or FUSE.
-import type { ChunkRef, ChunkStore } from '../chunks/types.js';
+import { HOLE_ID, isHole, type ChunkRef, type ChunkStore } from '../chunks/types.js';
 
 /** A byte range of the file: part of a stored chunk, dirty bytes in memory, or a hole (zeros). */
 type Seg =
@@ -10,7 +10,15 @@ type Seg =
 
 /** Dirty bytes one open file may hold before it is spilled into chunks (no version is recorded by a spill). */
 export const DEFAULT_DIRTY_LIMIT = 64 * 1024 * 1024;
-const ZERO_PIECE = 1024 * 1024;
+
+/** A hole ref of `len` zero bytes (nothing stored). */
+export function holeRef(len: number): ChunkRef {
+  return { id: HOLE_ID, size: len };
+}
+
+function segOf(ref: ChunkRef): Seg {
+  return isHole(ref) ? { k: 'z', len: ref.size } : { k: 'c', ref, off: 0, len: ref.size };
+}
 
 /** Cuts a stream of bytes into content-defined chunks as it arrives, storing complete chunks at once. */
 export class Rechunker {
@@ -29,8 +37,18 @@ export class Rechunker {
 
   /** Emit a ready chunk unchanged (only valid when nothing is pending, else the pending bytes are closed first). */
   async pushRef(ref: ChunkRef): Promise<void> {
+    if (isHole(ref)) return this.pushHole(ref.size);
     if (this.pendingLen > 0) await this.cut(true);
     this.out.push(ref);
+  }
+
+  /** Emit `len` zero bytes as a hole (pending bytes are closed first; adjacent holes merge). */
+  async pushHole(len: number): Promise<void> {
+    if (len <= 0) return;
+    if (this.pendingLen > 0) await this.cut(true);
+    const last = this.out[this.out.length - 1];
+    if (last !== undefined && isHole(last)) this.out[this.out.length - 1] = holeRef(last.size + len);
+    else this.out.push(holeRef(len));
   }
 
   async end(): Promise<ChunkRef[]> {
@@ -79,10 +97,16 @@ export class FileContent {
   get dirtyBytes(): number {
     return this._dirty;
   }
+  /** Bytes that are data (stored or dirty), not holes: what st_blocks counts. */
+  get dataBytes(): number {
+    let n = 0;
+    for (const s of this.segs) if (s.k !== 'z') n += s.len;
+    return n;
+  }
 
   /** Replace the content with a stored version (drops dirty data: only call when `changed` is false). */
   load(chunks: readonly ChunkRef[], size: number): void {
-    this.segs = chunks.map((ref) => ({ k: 'c', ref, off: 0, len: ref.size }));
+    this.segs = chunks.filter((ref) => ref.size > 0).map(segOf);
     let total = 0;
     for (const c of chunks) total += c.size;
     this._size = total;
@@ -174,13 +198,10 @@ export class FileContent {
       if (s.k === 'c' && s.off === 0 && s.len === s.ref.size) await r.pushRef(s.ref);
       else if (s.k === 'c') await r.push((await this.chunk(s.ref)).subarray(s.off, s.off + s.len));
       else if (s.k === 'm') await r.push(s.buf.subarray(0, s.len));
-      else {
-        for (let left = s.len; left > 0; left -= ZERO_PIECE)
-          await r.push(Buffer.alloc(Math.min(left, ZERO_PIECE)));
-      }
+      else await r.pushHole(s.len);
     }
     const refs = await r.end();
-    this.segs = refs.map((ref) => ({ k: 'c', ref, off: 0, len: ref.size }));
+    this.segs = refs.map(segOf);
     this._dirty = 0;
     return refs;
   }
@@ -193,6 +214,7 @@ export class FileContent {
     // Only when everything before the tail is whole chunks: then the tail starts at a chunk boundary.
     for (let i = 0; i < n - 1; i++) {
       const s = this.segs[i]!;
+      if (s.k === 'z') continue;
       if (s.k !== 'c' || s.off !== 0 || s.len !== s.ref.size) return;
     }
     const data = last.buf.subarray(0, last.len);

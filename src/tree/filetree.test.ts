@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
+import { isHole } from '../chunks/types.js';
 import { openArbor } from '../index.js';
 import type { Arbor } from '../index.js';
 import { FileTree } from './filetree.js';
@@ -265,6 +266,57 @@ describe('FileTree operations', () => {
     await rejectsCode(() => fs.tree.mkdir(ROOT, 'a/b', 0o755), 'EINVAL');
     await rejectsCode(() => fs.tree.lookupId(fs.resolve('/e'), 'x'), 'ENOTDIR');
     await fs.unlink('/e');
+  });
+
+  it('sparse files: truncate to 1 TiB stores no chunk, st_blocks counts data only, survives reopen and restore', async () => {
+    const t2 = tempDir();
+    try {
+      const TiB = 2 ** 40;
+      let a = await openArbor(t2.dir, { store, replica: 'S' });
+      const puts = store.puts;
+      const t0 = Date.now();
+      await a.writeFile('/sparse', '');
+      await a.truncate('/sparse', TiB);
+      assert.ok(Date.now() - t0 < 1000, `truncate took ${Date.now() - t0} ms`);
+      assert.equal(store.puts, puts, 'no chunk stored for a hole');
+      let st = await a.stat('/sparse');
+      assert.equal(st.size, TiB);
+      assert.equal(st.blocks, 0);
+      const h = await a.open('/sparse', 'r+');
+      assert.deepEqual(await h.read(4096, TiB / 3), Buffer.alloc(4096));
+      await h.write(Buffer.alloc(2000, 9), TiB / 2);
+      assert.equal((await h.stat()).blocks, 4, 'open file: 2000 dirty bytes');
+      await h.close();
+      const vs = await a.versions('/sparse');
+      const cur = vs[vs.length - 1]!;
+      assert.ok(cur.chunks.some(isHole));
+      assert.equal(
+        cur.chunks.filter((c) => !isHole(c)).reduce((n, c) => n + c.size, 0),
+        2000,
+      );
+      // Sync pushes only real chunks: a batch's refs minus holes are all in the store.
+      for (const c of cur.chunks) if (!isHole(c)) assert.ok(store.chunks.has(c.id));
+      await a.close();
+      a = await openArbor(t2.dir, { store, replica: 'S' });
+      st = await a.stat('/sparse');
+      assert.equal(st.size, TiB);
+      assert.equal(st.blocks, 4);
+      const r = await a.open('/sparse', 'r');
+      assert.deepEqual(
+        await r.read(2004, TiB / 2 - 2),
+        Buffer.concat([Buffer.alloc(2), Buffer.alloc(2000, 9), Buffer.alloc(2)]),
+      );
+      await r.close();
+      await a.truncate('/sparse', 10);
+      assert.equal((await a.stat('/sparse')).blocks, 0);
+      await a.restoreVersion('/sparse', cur.id);
+      st = await a.stat('/sparse');
+      assert.equal(st.size, TiB);
+      assert.equal(st.blocks, 4);
+      await a.close();
+    } finally {
+      t2.cleanup();
+    }
   });
 
   it('prunes pushed local batches and keeps its clock across reopen', async () => {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { ChunkRef, ChunkStore } from '../chunks/types.js';
+import { isHole, type ChunkRef, type ChunkStore } from '../chunks/types.js';
 import { CrdtTree, LamportClock, compareTimestamps } from '../crdt/index.js';
 import type { Move, NodeChange, NodeId, NodePlacement, ReplicaId, Timestamp } from '../crdt/index.js';
 import { fsError } from '../errors.js';
@@ -58,9 +58,24 @@ type Reg = [number, ReplicaId, RegisterValue];
  * A node's registers. `content` holds the current version. `~h` (local, derived) lists the version heads when there
  * is more than one — the non-current heads are the conflict copies.
  */
+/** The content register: the current version without its chunk list, plus its hole bytes (local, derived). */
+type ContentReg = ContentVersion & { readonly holes?: number };
+
+/** Bytes of `chunks` that are holes (not stored). */
+function holeBytes(chunks: readonly ChunkRef[]): number {
+  let n = 0;
+  for (const c of chunks) if (isHole(c)) n += c.size;
+  return n;
+}
+
+/** st_blocks of a file of `size` bytes of which `holes` are holes (512-byte units of stored data). */
+function blocksOf(size: number, holes: number): number {
+  return Math.ceil(Math.max(0, size - holes) / 512);
+}
+
 interface Regs {
   [field: string]: Reg | [number, ReplicaId, ContentVersion] | ContentVersion[] | undefined;
-  content?: [number, ReplicaId, ContentVersion];
+  content?: [number, ReplicaId, ContentReg];
   '~h'?: ContentVersion[];
 }
 
@@ -378,7 +393,10 @@ export class FileTree {
     let r = regs;
     if (r === undefined) this.regs.set(node, (r = {}));
     const fast = cur === undefined ? v.base === null : v.base === cur[2].id && newer(ts, cur);
-    if (newer(ts, cur)) r.content = [ts.counter, ts.replica, { ...v, chunks: [] }];
+    if (newer(ts, cur)) {
+      const holes = holeBytes(v.chunks) + Math.max(0, v.size - v.chunks.reduce((n, c) => n + c.size, 0));
+      r.content = [ts.counter, ts.replica, holes > 0 ? { ...v, chunks: [], holes } : { ...v, chunks: [] }];
+    }
     if (!fast || r['~h'] !== undefined) this.recomputeHeads(node, r);
     return true;
   }
@@ -680,6 +698,7 @@ export class FileTree {
       return typeof v === 'string' ? BigInt(v) : 0n;
     };
     let size: number;
+    let holes = 0;
     let nlink: number;
     let mtime = time('mtime');
     let ctime = time('ctime');
@@ -690,10 +709,15 @@ export class FileTree {
     } else {
       nlink = this.nlinkOf(id);
       if (kind === 'symlink') size = Buffer.byteLength(String(this.reg(id, 'target') ?? ''));
-      else size = this.getRegs(id)?.content?.[2].size ?? 0;
+      else {
+        const c = this.getRegs(id)?.content?.[2];
+        size = c?.size ?? 0;
+        holes = c?.holes ?? 0;
+      }
       const f = this.open.get(id);
       if (f !== undefined) {
         size = f.content.size;
+        holes = size - f.content.dataBytes;
         if (f.pendingMtime !== undefined) {
           mtime = f.pendingMtime;
           if (f.pendingMtime > ctime) ctime = f.pendingMtime;
@@ -708,7 +732,7 @@ export class FileTree {
       uid: num('uid', 0),
       gid: num('gid', 0),
       size,
-      blocks: Math.ceil(size / 512),
+      blocks: kind === 'file' ? blocksOf(size, holes) : Math.ceil(size / 512),
       rdev: num('rdev', 0),
       atimeNs: time('atime'),
       mtimeNs: mtime,
@@ -732,7 +756,11 @@ export class FileTree {
       nodeId: id,
       nlink: 1,
       size: version.size,
-      blocks: Math.ceil(version.size / 512),
+      blocks: blocksOf(
+        version.size,
+        holeBytes(version.chunks) +
+          Math.max(0, version.size - version.chunks.reduce((n, c) => n + c.size, 0)),
+      ),
       mtimeNs: t,
       ctimeNs: t,
     };

@@ -203,19 +203,35 @@ describe('ArborFs over a FileTree', () => {
     await afs.release(ctx, i, t.fh as FileHandle, 0);
   });
 
-  it('holes larger than maxHoleBytes fail with EFBIG instead of stalling the mount', async () => {
-    const small = new ArborFs(tree, { maxHoleBytes: 1 << 20 });
+  it('holes cost nothing (truncate to 1 TiB, a write far past the end); beyond maxFileSize EFBIG', async () => {
+    const small = new ArborFs(tree, { maxFileSize: 2 ** 41 });
     const c = await small.create(ctx, ino(1n), 'holes', 0o644, 0, O_RDWR);
     const i = ino(BigInt(c.entry.ino));
     const fh = c.fh as FileHandle;
-    assert.equal(await errno(() => small.setattr(ctx, i, { size: 2 * 2 ** 40 })), Errno.EFBIG);
-    assert.equal(await errno(() => small.fallocate(ctx, i, fh, 0, 3 << 20, 0)), Errno.EFBIG);
-    assert.equal(await errno(() => small.write(ctx, i, fh, 5 << 20, Buffer.from('x'), winfo())), Errno.EFBIG);
-    await small.setattr(ctx, i, { size: 1 << 20 });
-    await small.fallocate(ctx, i, fh, 0, 2 << 20, 0);
-    assert.equal(await small.write(ctx, i, fh, 3 << 20, Buffer.from('x'), winfo()), 1);
-    assert.equal(small.getattr(ctx, i).size, (3 << 20) + 1);
+    const t0 = Date.now();
+    await small.setattr(ctx, i, { size: 2 ** 40 });
+    await small.fallocate(ctx, i, fh, 0, 2 ** 40 + 4096, 0);
+    assert.equal(await small.write(ctx, i, fh, 2 ** 40 + 2 ** 30, Buffer.from('x'), winfo()), 1);
+    await small.fsync(ctx, i, fh, false);
+    assert.ok(Date.now() - t0 < 2000, `holes took ${Date.now() - t0} ms`);
+    const a = small.getattr(ctx, i);
+    assert.equal(a.size, 2 ** 40 + 2 ** 30 + 1);
+    assert.ok((a.blocks ?? 0) <= 8, `blocks ${a.blocks}`);
+    assert.deepEqual(Buffer.from(await small.read(ctx, i, fh, 2 ** 39, 4096)), Buffer.alloc(4096));
+    const tail = Buffer.from(await small.read(ctx, i, fh, 2 ** 40 + 2 ** 30 - 2, 10));
+    assert.deepEqual(tail, Buffer.from([0, 0, 0x78]));
+    assert.equal(await errno(() => small.setattr(ctx, i, { size: 2 ** 42 })), Errno.EFBIG);
+    assert.equal(await errno(() => small.fallocate(ctx, i, fh, 0, 2 ** 41 + 1, 0)), Errno.EFBIG);
+    assert.equal(await errno(() => small.write(ctx, i, fh, 2 ** 41, Buffer.from('x'), winfo())), Errno.EFBIG);
     await small.release(ctx, i, fh, 0);
+    // The default bound is the largest exact byte offset (2^53 - 1): stress-ng fsize's 2^62 gets EFBIG at once.
+    const d = await afs.create(ctx, ino(1n), 'holes-default', 0o644, 0, O_RDWR);
+    const di = ino(BigInt(d.entry.ino));
+    assert.equal(await errno(() => afs.setattr(ctx, di, { size: 2 ** 54 })), Errno.EFBIG);
+    assert.equal(await errno(() => afs.fallocate(ctx, di, d.fh as FileHandle, 2 ** 62, 1, 0)), Errno.EFBIG);
+    await afs.setattr(ctx, di, { size: 2 ** 50 });
+    assert.equal(afs.getattr(ctx, di).size, 2 ** 50);
+    await afs.release(ctx, di, d.fh as FileHandle, 0);
   });
 
   it('a file unlinked while open stays readable through its handle', async () => {

@@ -16,7 +16,7 @@ import type {
   WriteInfo,
 } from '../fuse/filesystem.js';
 import type { FileHandle, LockOwner, NodeId as Ino } from '../fuse/ids.js';
-import type { ChunkRef } from '../chunks/types.js';
+import { isHole, type ChunkRef } from '../chunks/types.js';
 import type { FileTree, OpenFlags } from '../tree/filetree.js';
 import { ROOT } from '../tree/types.js';
 import type { Attr, ContentVersion, DirEntry, SetAttr, TreeChange } from '../tree/types.js';
@@ -58,11 +58,10 @@ export interface ArborFsOptions {
   /** Sequential bytes a handle must read in a row before readahead starts (default 256 KiB). */
   readaheadAfter?: number;
   /**
-   * Largest hole (zeros without data: truncate/fallocate growth, a write past the end) one call may make; larger
-   * ones fail with EFBIG. Default 1 GiB. Why: the tree stores a hole by chunking its zeros when the version is
-   * recorded, in one run that holds the event loop, so `truncate -s 1T` would stall the whole mount for hours.
+   * Largest file size (truncate/fallocate growth, a write's end); beyond it calls fail with EFBIG. Default and upper
+   * bound: MAX_FILE_SIZE (2^53 - 1, the largest exact byte offset). Holes cost nothing: they are stored as hole refs.
    */
-  maxHoleBytes?: number;
+  maxFileSize?: number;
   /** Wall clock in ns for UTIME_NOW (tests pin it). */
   now?: () => bigint;
 }
@@ -81,6 +80,8 @@ interface OpenHandle {
   layout: { refs: ChunkRef[]; starts: number[] } | undefined;
 }
 
+/** Largest file size: byte offsets are JS numbers, exact up to 2^53 - 1 (ext4 allows 16 TiB, the VFS 2^63 - 1). */
+export const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER;
 /** Offsets after `.` (1) and `..` (2): the entry's cookie shifted to be positive and above 2. */
 const COOKIE_BIAS = 2n ** 53n + 3n;
 function dirOffset(e: DirEntry): bigint {
@@ -236,7 +237,7 @@ export class ArborFs implements LowLevelFileSystem {
     if (c.uid !== undefined) ch.uid = c.uid;
     if (c.gid !== undefined) ch.gid = c.gid;
     if (c.size !== undefined) {
-      this.#checkHole(node, c.size);
+      this.#checkSize(c.size);
       ch.size = c.size;
     }
     if (c.atimeNs !== undefined) ch.atimeNs = c.atimeNs === 'now' ? this.#now() : c.atimeNs;
@@ -249,15 +250,10 @@ export class ArborFs implements LowLevelFileSystem {
     return this.#fuseAttr(await this.#tree.setattr(node, ch, fh), ino);
   }
 
-  /** EFBIG when growing `node` to `size` would make a hole larger than maxHoleBytes (see the option). */
-  #checkHole(node: string, size: number): void {
-    const max = this.#opts.maxHoleBytes ?? 1 << 30;
-    if (size - this.#tree.getattr(node).size > max) {
-      throw fsError(
-        'EFBIG',
-        `arbor refuses holes over ${max} bytes (the tree would write them out as zeros)`,
-      );
-    }
+  /** EFBIG when `size` is beyond the largest file size (see the maxFileSize option). */
+  #checkSize(size: number): void {
+    const max = Math.min(this.#opts.maxFileSize ?? MAX_FILE_SIZE, MAX_FILE_SIZE);
+    if (!(size <= max)) throw fsError('EFBIG', `file size ${size} is beyond the maximum ${max}`);
   }
 
   readlink(_ctx: RequestContext, ino: Ino): string {
@@ -394,11 +390,15 @@ export class ArborFs implements LowLevelFileSystem {
     } catch {
       // no versions: nothing to read ahead
     }
-    const refs = [...(cur?.chunks ?? [])];
+    // Holes are zeros that are not stored: nothing to fetch, so they are left out of the layout.
+    const refs: ChunkRef[] = [];
     const starts: number[] = [];
     let at = 0;
-    for (const r of refs) {
-      starts.push(at);
+    for (const r of cur?.chunks ?? []) {
+      if (!isHole(r)) {
+        refs.push(r);
+        starts.push(at);
+      }
       at += r.size;
     }
     return { refs, starts };
@@ -413,8 +413,8 @@ export class ArborFs implements LowLevelFileSystem {
     _info: WriteInfo,
   ): Promise<number> {
     this.#writable();
-    const h = this.#handle(fh);
-    this.#checkHole(h.node, offset);
+    this.#handle(fh);
+    this.#checkSize(offset + data.length);
     return this.#tree.write(Number(fh), offset, data);
   }
 
@@ -451,7 +451,7 @@ export class ArborFs implements LowLevelFileSystem {
     if (mode !== 0) throw fsError('EOPNOTSUPP');
     const node = this.#node(ino);
     const a = this.#tree.getattr(node);
-    this.#checkHole(node, offset + length);
+    this.#checkSize(offset + length);
     if (offset + length > a.size) await this.#tree.setattr(node, { size: offset + length }, Number(fh));
   }
 

@@ -100,6 +100,31 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
     );
   });
 
+  it('sparse files: truncate -s 1T and dd seek far past the end are instant; holes read as zeros', async () => {
+    const f = path.join(mnt, 'sparse');
+    const t0 = Date.now();
+    await ok(
+      `truncate -s 1T '${f}' && dd if=/dev/zero of='${f}' bs=4k count=1 seek=128M conv=notrunc status=none`,
+    );
+    await ok(`printf hi | dd of='${f}' bs=1 seek=$((1<<39)) conv=notrunc status=none`);
+    assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+    const st = fs.statSync(f);
+    assert.equal(st.size, 2 ** 40);
+    assert.ok(st.blocks <= 16, `st_blocks ${st.blocks}`);
+    const fd = fs.openSync(f, 'r');
+    try {
+      const b = Buffer.alloc(8, 1);
+      fs.readSync(fd, b, 0, 8, 2 ** 39 - 3);
+      assert.deepEqual([...b], [0, 0, 0, 0x68, 0x69, 0, 0, 0]);
+      fs.readSync(fd, b, 0, 8, 3 * 2 ** 38);
+      assert.deepEqual([...b], [0, 0, 0, 0, 0, 0, 0, 0]);
+    } finally {
+      fs.closeSync(fd);
+    }
+    assert.notEqual((await sh(`truncate -s 9P '${f}'`)).code, 0, 'beyond the max file size: EFBIG');
+    fs.unlinkSync(f);
+  });
+
   it('a git repository: clone, commit, gc and fsck inside the mount', async () => {
     const origin = path.join(t!.base, 'origin');
     await ok(

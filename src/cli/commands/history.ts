@@ -1,5 +1,6 @@
 // `arbor log <dir> <path>` (versions of a file) and `arbor restore <dir> <path> --at <time|version> [--to <path>]`.
 import type { Command } from 'commander';
+import { isHole } from '../../chunks/types.js';
 import { InvalidInputError } from '../../errors.js';
 import { Arbor, type ContentVersion } from '../../index.js';
 import { formatBytes } from '../size.js';
@@ -89,10 +90,16 @@ export function registerHistory(program: Command): void {
         try {
           let pos = 0;
           for (const c of v.chunks) {
+            if (isHole(c)) {
+              // A hole: nothing stored; left unwritten (the next write or the truncate below extends the file).
+              pos += c.size;
+              continue;
+            }
             const bytes = await ws.store.get(c);
             await h.write(bytes, pos);
             pos += bytes.length;
           }
+          if (v.size > 0) await h.truncate(v.size);
         } finally {
           await h.close();
         }

@@ -45,6 +45,7 @@ export const STRESSORS = [
   'filename',
   'flock',
   'fpunch',
+  'fsize',
   'fstat',
   'getdent',
   'handle',
@@ -71,15 +72,7 @@ export const STRESSORS = [
  * Stressors that expose arbor bugs not fixed yet. `todo` ones still run (in a todo test, so the report shows
  * them and they turn green when fixed); `hang` ones wedge the daemon and are not run at all.
  */
-export const KNOWN_BUGS: Record<string, { kind: 'todo' | 'hang'; bug: string }> = {
-  fsize: {
-    kind: 'hang',
-    bug:
-      'extending a file (ftruncate/fallocate) materializes every zero byte of the hole as chunks ' +
-      '(src/tree/content.ts rechunk pushes Buffer.alloc for holes): truncate -s 1G takes ~13 s, and ' +
-      'stress-ng fsize (fallocate at offset 2^62-1) spins the daemon forever',
-  },
-};
+export const KNOWN_BUGS: Record<string, { kind: 'todo' | 'hang'; bug: string }> = {};
 
 const STRESS_GROUPS = 3;
 
