@@ -26,7 +26,7 @@ export interface OpenArborOptions {
 }
 
 /** fs.Stats-like attributes; times are bigint ns plus ms numbers for convenience. */
-export class ArborStats {
+export class ArborStats implements Attr {
   readonly nodeId: NodeId;
   readonly kind: FileKind;
   readonly mode: number;
