@@ -17,6 +17,12 @@ import {
   inflateRawSync,
 } from 'node:zlib';
 import { ArborError, ChunkCorruptError, Errno, InvalidInputError } from '../errors.js';
+import {
+  type ChunkIdAlgorithm,
+  DEFAULT_CHUNK_ID,
+  chunkIdFunction,
+  validateChunkIdAlgorithm,
+} from './chunk-id.js';
 
 /** The format version carried in the high nibble of every sealed object's first byte. */
 export const SEAL_VERSION = 1;
@@ -127,21 +133,28 @@ function header(code: number): number {
  * itself, and never prints them.
  */
 export class FsCrypto {
-  private readonly idKey: Buffer;
+  /** The filesystem's chunk id algorithm (arbor.json `chunkId`). */
+  readonly chunkIdAlgorithm: ChunkIdAlgorithm;
+  private readonly id: (data: Uint8Array) => string;
   private readonly chunkKey: Buffer;
   private readonly objectKey: Buffer;
 
-  constructor(secret: Uint8Array) {
+  constructor(secret: Uint8Array, chunkId: ChunkIdAlgorithm = DEFAULT_CHUNK_ID) {
     if (secret.length !== 32) throw new InvalidInputError('the filesystem secret must be 32 bytes');
+    this.chunkIdAlgorithm = validateChunkIdAlgorithm(chunkId);
     const d = (info: string): Buffer => Buffer.from(hkdfSync('sha256', secret, 'arbor', info, 32));
-    this.idKey = d('arbor chunk-id v1');
+    // A distinct HKDF label per id algorithm: one key is never used by two different primitives.
+    this.id = chunkIdFunction(
+      chunkId,
+      d(chunkId === 'blake3' ? 'arbor chunk-id blake3 v1' : 'arbor chunk-id v1'),
+    );
     this.chunkKey = d('arbor chunk-encryption v1');
     this.objectKey = d('arbor object v1');
   }
 
-  /** The chunk's id: HMAC-SHA-256 of its plaintext under the id key, lowercase hex. */
+  /** The chunk's id: the keyed hash (HMAC-SHA-256 or keyed BLAKE3-256) of its plaintext, lowercase hex. */
   chunkId(data: Uint8Array): string {
-    return createHmac('sha256', this.idKey).update(data).digest('hex');
+    return this.id(data);
   }
 
   /**

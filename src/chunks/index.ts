@@ -2,6 +2,12 @@
 export type { ChunkRef, ChunkingParams, ChunkStore } from './types.js';
 export { HOLE_ID, isHole } from './types.js';
 export { Chunker, DEFAULT_CHUNKING, StreamingSplitter, validateChunking } from './chunker.js';
+export {
+  CHUNK_ID_ALGORITHMS,
+  DEFAULT_CHUNK_ID,
+  blake3Implementation,
+  type ChunkIdAlgorithm,
+} from './chunk-id.js';
 export { FsCrypto, ObjectCorruptError, SEAL_OVERHEAD, SEAL_VERSION, type Compression } from './crypto.js';
 export {
   ARBOR_FORMAT_VERSION,

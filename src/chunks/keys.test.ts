@@ -80,7 +80,12 @@ test('arbor.json validation rejects malformed or newer documents', async () => {
     assert.throws(() => parseArborJson(JSON.stringify(o)), InvalidInputError);
   };
   bad((o) => (o.format = 'other'));
-  bad((o) => (o.formatVersion = 2));
+  bad((o) => (o.formatVersion = 3));
+  bad((o) => delete o.chunkId);
+  bad((o) => (o.chunkId = 'md5'));
+  bad((o) => {
+    o.formatVersion = 1; // version 1 means HMAC ids: a BLAKE3 filesystem cannot claim it
+  });
   bad((o) => (o.formatVersion = 0));
   bad((o) => (o.chunking = { minSize: 1, avgSize: 2, maxSize: 3 }));
   bad((o) => delete o.chunking);
@@ -94,6 +99,33 @@ test('arbor.json validation rejects malformed or newer documents', async () => {
   assert.throws(() => parseArborJson('[]'), InvalidInputError);
   await assert.rejects(
     buildArborJson({ secret: generateSecret(), chunking: DEFAULT_CHUNKING, passphrase: '' }),
+    InvalidInputError,
+  );
+});
+
+test('chunk id algorithm: new filesystems are BLAKE3 at formatVersion 2; HMAC ones stay formatVersion 1', async () => {
+  const secret = generateSecret();
+  const b = await buildArborJson({ secret, chunking: DEFAULT_CHUNKING });
+  assert.equal(b.chunkId, 'blake3');
+  assert.equal(b.formatVersion, 2);
+  const bText = Buffer.from(serializeArborJson(b)).toString();
+  assert.equal((JSON.parse(bText) as { chunkId: unknown }).chunkId, 'blake3');
+  assert.deepEqual(parseArborJson(bText), b);
+
+  const h = await buildArborJson({ secret, chunking: DEFAULT_CHUNKING, chunkId: 'hmac-sha256' });
+  assert.equal(h.formatVersion, 1);
+  const hText = Buffer.from(serializeArborJson(h)).toString();
+  assert.ok(!hText.includes('chunkId'), 'a version 1 document keeps its original shape');
+  assert.deepEqual(parseArborJson(hText), h);
+  verifySecret(parseArborJson(hText), secret);
+
+  // An arbor.json written before the field existed: version 1, no chunkId → HMAC ids.
+  const legacy = JSON.parse(hText) as Record<string, unknown>;
+  assert.equal(parseArborJson(JSON.stringify(legacy)).chunkId, 'hmac-sha256');
+  assert.equal(parseArborJson(JSON.stringify({ ...legacy, chunkId: 'hmac-sha256' })).chunkId, 'hmac-sha256');
+  assert.throws(() => parseArborJson(JSON.stringify({ ...legacy, chunkId: 'blake3' })), InvalidInputError);
+  await assert.rejects(
+    buildArborJson({ secret, chunking: DEFAULT_CHUNKING, chunkId: 'sha1' as never }),
     InvalidInputError,
   );
 });

@@ -10,11 +10,21 @@ import {
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { InvalidInputError, WrongKeyError } from '../errors.js';
 import { validateChunking } from './chunker.js';
+import { type ChunkIdAlgorithm, DEFAULT_CHUNK_ID, isChunkIdAlgorithm } from './chunk-id.js';
 import { FsCrypto } from './crypto.js';
 import type { ChunkingParams } from './types.js';
 
-/** The arbor.json format this code writes and understands. */
-export const ARBOR_FORMAT_VERSION = 1;
+/**
+ * The newest arbor.json format this code understands. 1: HMAC-SHA-256 chunk ids (implied, no `chunkId` field).
+ * 2: `chunkId` names the id algorithm. A filesystem with BLAKE3 ids is written as 2, so an arbor that predates the
+ * field refuses it instead of computing different ids; one with HMAC ids stays 1, readable by every version.
+ */
+export const ARBOR_FORMAT_VERSION = 2;
+
+/** The format version a filesystem with this id algorithm is written as (see ARBOR_FORMAT_VERSION). */
+function formatVersionFor(chunkId: ChunkIdAlgorithm): number {
+  return chunkId === 'hmac-sha256' ? 1 : 2;
+}
 
 export interface ScryptParams {
   readonly name: 'scrypt';
@@ -46,6 +56,8 @@ export interface ArborJson {
   readonly format: 'arbor';
   readonly formatVersion: number;
   readonly chunking: ChunkingParams;
+  /** How chunk ids are computed; every replica must agree. Absent in formatVersion 1 (= 'hmac-sha256'). */
+  readonly chunkId: ChunkIdAlgorithm;
   readonly key: KeyMode;
   /** HMAC of a fixed label under a key derived from the secret: proves a secret right without revealing it. */
   readonly keyCheck: string;
@@ -69,6 +81,8 @@ function scrypt(pass: string, salt: Buffer, N: number, r: number, p: number): Pr
 export interface BuildOptions {
   secret: Uint8Array;
   chunking: ChunkingParams;
+  /** Chunk id algorithm. Default DEFAULT_CHUNK_ID (keyed BLAKE3). */
+  chunkId?: ChunkIdAlgorithm;
   /** Wrap the secret with this passphrase; without it, the secret must be kept in a key file. */
   passphrase?: string;
   scrypt?: { N: number; r: number; p: number };
@@ -77,12 +91,17 @@ export interface BuildOptions {
 /** A new arbor.json for `init`. */
 export async function buildArborJson(opts: BuildOptions): Promise<ArborJson> {
   const chunking = validateChunking(opts.chunking);
-  const keyCheck = new FsCrypto(opts.secret).keyCheck();
+  const chunkId = opts.chunkId ?? DEFAULT_CHUNK_ID;
+  if (!isChunkIdAlgorithm(chunkId))
+    throw new InvalidInputError(`unknown chunk id algorithm ${String(chunkId)}`);
+  const formatVersion = formatVersionFor(chunkId);
+  const keyCheck = new FsCrypto(opts.secret, chunkId).keyCheck();
   if (opts.passphrase === undefined) {
     return {
       format: 'arbor',
-      formatVersion: ARBOR_FORMAT_VERSION,
+      formatVersion,
       chunking,
+      chunkId,
       key: { mode: 'keyfile' },
       keyCheck,
     };
@@ -98,8 +117,9 @@ export async function buildArborJson(opts: BuildOptions): Promise<ArborJson> {
   const wrapped = Buffer.concat([nonce, ct, c.getAuthTag()]).toString('base64');
   return {
     format: 'arbor',
-    formatVersion: ARBOR_FORMAT_VERSION,
+    formatVersion,
     chunking,
+    chunkId,
     key: {
       mode: 'passphrase',
       kdf: { name: 'scrypt', N, r, p, salt: salt.toString('base64') },
@@ -110,7 +130,10 @@ export async function buildArborJson(opts: BuildOptions): Promise<ArborJson> {
 }
 
 export function serializeArborJson(j: ArborJson): Uint8Array {
-  return Buffer.from(JSON.stringify(j, null, 2) + '\n', 'utf8');
+  // formatVersion 1 documents keep their original shape (no chunkId field), so older arbors still read them.
+  const { chunkId, ...rest } = j;
+  const doc = j.formatVersion === 1 ? rest : { ...rest, chunkId };
+  return Buffer.from(JSON.stringify(doc, null, 2) + '\n', 'utf8');
 }
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -154,6 +177,17 @@ export function parseArborJson(bytes: Uint8Array | string): ArborJson {
     avgSize: posInt(v.chunking.avgSize, 'chunking.avgSize'),
     maxSize: posInt(v.chunking.maxSize, 'chunking.maxSize'),
   });
+  let chunkId: ChunkIdAlgorithm;
+  if (formatVersion === 1) {
+    if (v.chunkId !== undefined && v.chunkId !== 'hmac-sha256') {
+      throw new InvalidInputError('arbor.json: formatVersion 1 implies chunkId hmac-sha256');
+    }
+    chunkId = 'hmac-sha256';
+  } else if (isChunkIdAlgorithm(v.chunkId)) {
+    chunkId = v.chunkId;
+  } else {
+    throw new InvalidInputError(`arbor.json: unknown chunkId ${JSON.stringify(v.chunkId) ?? 'missing'}`);
+  }
   if (typeof v.keyCheck !== 'string' || !/^[0-9a-f]{64}$/.test(v.keyCheck)) {
     throw new InvalidInputError('arbor.json: keyCheck must be 64 hex digits');
   }
@@ -185,7 +219,7 @@ export function parseArborJson(bytes: Uint8Array | string): ArborJson {
   } else {
     throw new InvalidInputError('arbor.json: key.mode must be passphrase or keyfile');
   }
-  return { format: 'arbor', formatVersion, chunking, key, keyCheck: v.keyCheck };
+  return { format: 'arbor', formatVersion, chunking, chunkId, key, keyCheck: v.keyCheck };
 }
 
 /** Throws WrongKeyError unless `secret` is the one arbor.json was made with. */

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { ChunkCorruptError } from '../errors.js';
 import { Chunker, DEFAULT_CHUNKING } from './chunker.js';
 import { FsCrypto } from './crypto.js';
+import type { ChunkIdAlgorithm } from './chunk-id.js';
 import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
 
 export interface MemoryChunkStoreOptions {
@@ -10,6 +11,8 @@ export interface MemoryChunkStoreOptions {
   chunking?: ChunkingParams;
   /** The 32-byte filesystem secret that keys chunk ids. Default: random per store. */
   secret?: Uint8Array;
+  /** Chunk id algorithm. Default DEFAULT_CHUNK_ID. */
+  chunkId?: ChunkIdAlgorithm;
 }
 
 export class MemoryChunkStore implements ChunkStore {
@@ -24,7 +27,7 @@ export class MemoryChunkStore implements ChunkStore {
   constructor(opts: MemoryChunkStoreOptions = {}) {
     this.chunker = new Chunker(opts.chunking ?? DEFAULT_CHUNKING);
     this.chunking = this.chunker.params;
-    this.crypto = new FsCrypto(opts.secret ?? randomBytes(32));
+    this.crypto = new FsCrypto(opts.secret ?? randomBytes(32), opts.chunkId);
   }
 
   split(data: Uint8Array, final: boolean): number[] {

@@ -9,6 +9,7 @@ import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } fr
 import type { Remote } from '../remote/types.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
+import type { ChunkIdAlgorithm } from './chunk-id.js';
 import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
 
 type Database = BetterSqlite3.Database;
@@ -32,6 +33,8 @@ export interface CachedChunkStoreOptions {
   remote: Remote;
   /** The 32-byte filesystem secret. */
   secret: Uint8Array;
+  /** The filesystem's chunk id algorithm (arbor.json `chunkId`). Default DEFAULT_CHUNK_ID. */
+  chunkId?: ChunkIdAlgorithm;
   chunking: ChunkingParams;
   /** Resident cache bytes (encrypted chunk files) never exceed this. Must hold at least two maximal chunks. */
   cacheLimitBytes: number;
@@ -144,7 +147,7 @@ export class CachedChunkStore implements ChunkStore {
   private constructor(opts: CachedChunkStoreOptions) {
     this.chunker = new Chunker(opts.chunking);
     this.chunking = this.chunker.params;
-    this.crypto = new FsCrypto(opts.secret);
+    this.crypto = new FsCrypto(opts.secret, opts.chunkId);
     this.cacheDir = join(opts.dir, 'cache');
     this.limit = opts.cacheLimitBytes;
     this.compression = opts.compression ?? 'deflate';

@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DEFAULT_CHUNKING } from '../chunks/chunker.js';
 import { FsCrypto } from '../chunks/crypto.js';
+import type { ChunkIdAlgorithm } from '../chunks/chunk-id.js';
 import {
   type ArborJson,
   buildArborJson,
@@ -96,6 +97,8 @@ export interface InitOptions {
   cacheBytes?: number;
   passphraseFile?: string;
   chunking?: ChunkingParams;
+  /** Chunk id algorithm of a new filesystem. Default DEFAULT_CHUNK_ID (keyed BLAKE3). */
+  chunkId?: ChunkIdAlgorithm;
   /** scrypt cost (tests pass a small N). */
   scrypt?: { N: number; r: number; p: number };
   remoteOptions?: OpenRemoteOptions;
@@ -289,6 +292,7 @@ export async function initWorkspace(
     const json = await buildArborJson({
       secret,
       chunking: opts.chunking ?? DEFAULT_CHUNKING,
+      ...(opts.chunkId !== undefined ? { chunkId: opts.chunkId } : {}),
       ...(passphraseFile !== undefined ? { passphrase: await readPassphrase(passphraseFile) } : {}),
       ...(opts.scrypt ? { scrypt: opts.scrypt } : {}),
     });
@@ -441,6 +445,7 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       remote,
       secret,
       chunking: json.chunking,
+      chunkId: json.chunkId,
       cacheLimitBytes: config.cacheBytes,
       ...(opts.logger ? { logger: opts.logger } : {}),
       ...(opts.fsync !== undefined ? { fsync: opts.fsync } : {}),
@@ -458,7 +463,7 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       ...(opts.now ? { now: opts.now } : {}),
     });
     cleanup.push(() => tree.close());
-    const crypto = new FsCrypto(secret);
+    const crypto = new FsCrypto(secret, json.chunkId);
     let closed = false;
     return {
       dir,
