@@ -1,0 +1,110 @@
+// The native addon (native/accel) against the JavaScript paths: both must give the same cut points and the same
+// sealed bytes, so replicas with and without the addon interoperate. Skipped where the addon is not built.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { accel } from './accel.js';
+import { Chunker, DEFAULT_CHUNKING } from './chunker.js';
+import { GCM_TAG, gcmOpen, gcmSealInto } from './gcm.js';
+
+const skip = accel === undefined ? 'native/accel is not built' : false;
+
+test('native and JavaScript gear scans cut at the same points', { skip }, () => {
+  const params = fc.constantFrom(
+    { minSize: 64, avgSize: 256, maxSize: 1024 },
+    { minSize: 256, avgSize: 1024, maxSize: 4096 },
+    { minSize: 100, avgSize: 128, maxSize: 129 },
+    { minSize: 1000, avgSize: 1024, maxSize: 50_000 },
+  );
+  fc.assert(
+    fc.property(
+      params,
+      fc.uint8Array({ maxLength: 30_000 }),
+      fc.nat(7),
+      fc.boolean(),
+      (p, bytes, shift, final) => {
+        // An unaligned view too: the JavaScript scan reads aligned words, the native one does not care.
+        const buf = new Uint8Array(bytes.length + shift);
+        buf.set(bytes, shift);
+        const data = buf.subarray(shift);
+        const js = new Chunker(p, 'js').split(data, final);
+        const native = new Chunker(p, 'native').split(data, final);
+        assert.deepEqual(native, js);
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // Low-entropy inputs (runs of one byte) reach maxSize cuts and long scans without a cut.
+  const runs = new Uint8Array(40_000).fill(7);
+  runs.fill(200, 9000, 21_000);
+  for (const p of [{ minSize: 256, avgSize: 1024, maxSize: 4096 }, DEFAULT_CHUNKING]) {
+    assert.deepEqual(new Chunker(p, 'native').split(runs, true), new Chunker(p, 'js').split(runs, true));
+  }
+  // Parameters whose scan ranges span many 16 KiB lane groups, with cuts every few KiB: hits in every lane, several
+  // lanes hitting in one group, and cuts right at lane and group boundaries.
+  for (const p of [
+    { minSize: 64, avgSize: 4096, maxSize: 1 << 20 },
+    { minSize: 64, avgSize: 65536, maxSize: 1 << 20 },
+    { minSize: 20_000, avgSize: 32768, maxSize: 300_000 },
+  ]) {
+    for (let seed = 1; seed <= 4; seed++) {
+      const data = randomBytes(1_500_000 + seed);
+      const sub = data.subarray(seed);
+      assert.deepEqual(new Chunker(p, 'native').split(sub, true), new Chunker(p, 'js').split(sub, true));
+      assert.deepEqual(new Chunker(p, 'native').split(sub, false), new Chunker(p, 'js').split(sub, false));
+    }
+  }
+  const big = randomBytes(12 << 20);
+  assert.deepEqual(
+    new Chunker(DEFAULT_CHUNKING, 'native').split(big, true),
+    new Chunker(DEFAULT_CHUNKING, 'js').split(big, true),
+  );
+});
+
+test('native and node AES-256-GCM give the same bytes and open each other', { skip }, () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.uint8Array({ minLength: 12, maxLength: 12 }),
+      fc.uint8Array({ maxLength: 40 }),
+      fc.oneof(fc.uint8Array({ maxLength: 2000 }), fc.uint8Array({ minLength: 100_000, maxLength: 200_000 })),
+      (key, nonce, aad, plain) => {
+        const a = new Uint8Array(plain.length + GCM_TAG);
+        const b = new Uint8Array(plain.length + GCM_TAG);
+        gcmSealInto(key, nonce, aad, plain, a, 'native');
+        gcmSealInto(key, nonce, aad, plain, b, 'node');
+        assert.deepEqual(a, b);
+        assert.deepEqual(new Uint8Array(gcmOpen(key, nonce, aad, a, 'node')!), plain);
+        assert.deepEqual(new Uint8Array(gcmOpen(key, nonce, aad, b, 'native')!), plain);
+        if (a.length > 0) {
+          a[a.length - 1]! ^= 1; // a flipped tag bit
+          assert.equal(gcmOpen(key, nonce, aad, a, 'native'), undefined);
+          assert.equal(gcmOpen(key, nonce, aad, a, 'node'), undefined);
+          a[a.length - 1]! ^= 1;
+          a[0]! ^= 0x80; // a flipped ciphertext (or tag, when empty) bit
+          assert.equal(gcmOpen(key, nonce, aad, a, 'native'), undefined);
+          assert.equal(gcmOpen(key, nonce, aad, a, 'node'), undefined);
+        }
+        assert.equal(gcmOpen(key, nonce, Uint8Array.of(...aad, 1), b, 'native'), undefined);
+      },
+    ),
+    { numRuns: 60 },
+  );
+  assert.equal(
+    gcmOpen(randomBytes(32), randomBytes(12), new Uint8Array(0), new Uint8Array(5), 'native'),
+    undefined,
+  );
+  assert.throws(
+    () =>
+      accel!.gcm(
+        true,
+        randomBytes(31),
+        randomBytes(12),
+        new Uint8Array(0),
+        new Uint8Array(1),
+        new Uint8Array(17),
+      ),
+    RangeError,
+  );
+});
