@@ -110,19 +110,19 @@ static uint32_t warm(const uint8_t *d, size_t origin, size_t i, const uint32_t *
   return h;
 }
 
-#ifndef LANES
-#define LANES 4
-#endif
+#define LANES 6
 #define BLOCK 4096
 
 /*
  * First cut in [a, b) with one mask, the hash being 0 at `origin` (origin <= a). The gear hash is one long
- * dependency chain (a shift-add per byte), so one lane leaves most of the core idle. Four lanes scan four adjacent
+ * dependency chain (a shift-add per byte), so one lane leaves most of the core idle. Six lanes scan six adjacent
  * 4 KiB blocks at once, each warmed up on the 32 bytes before its block (which makes its hash exact); the first hit
- * of the lowest lane is the first cut. Identical results to the byte-at-a-time scan, ~2x its speed.
+ * of the lowest lane is the first cut. Identical results to the byte-at-a-time scan (in C or JS), ~1.8x its speed.
  */
 static int64_t scan(const uint8_t *d, size_t origin, size_t a, size_t b, uint32_t mask, const uint32_t *g) {
   size_t i = a;
+  /* A top-bits mask (the only kind the chunker uses; checked by the caller): (h & mask) == 0 <=> h < thr. */
+  const uint32_t thr = ~mask + 1;
   while (b - i >= LANES * BLOCK) {
     uint32_t h[LANES];
     uint32_t any;
@@ -134,7 +134,7 @@ static int64_t scan(const uint8_t *d, size_t origin, size_t a, size_t b, uint32_
 #pragma GCC unroll 16
       for (int k = 0; k < LANES; k++) {
         h[k] = (h[k] << 1) + g[p[k * BLOCK + j]];
-        any |= !(h[k] & mask);
+        any += h[k] < thr; /* compare + add-with-carry: cheaper than test, setcc, or */
       }
       if (__builtin_expect(any, 0)) break;
     }
@@ -192,6 +192,11 @@ static napi_value GearScan(napi_env env, napi_callback_info info) {
   }
   const uint8_t *graw = bytes_of(env, argv[6], &gl);
   if (!graw) return NULL;
+  uint32_t lowS = ~(uint32_t)ms, lowL = ~(uint32_t)ml;
+  if ((lowS & (lowS + 1)) != 0 || (lowL & (lowL + 1)) != 0 || ms == 0 || ml == 0) {
+    napi_throw_range_error(env, NULL, "gearScan: masks must select the top bits");
+    return NULL;
+  }
   if (gl != 1024 || !(0 <= from_d && from_d <= mid_d && mid_d <= to_d && to_d <= (double)len)) {
     napi_throw_range_error(env, NULL, "gearScan: bad range or table");
     return NULL;
