@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { WrongKeyError } from '../errors.js';
+import { FsCrypto } from '../chunks/crypto.js';
+import { readKeyFile } from '../chunks/keys.js';
 import { parseDuration, parseSize } from './size.js';
 import {
   WorkspaceLockedError,
@@ -47,6 +49,35 @@ describe('workspace', () => {
       /already holds an arbor filesystem; use arbor clone/,
     );
     await assert.rejects(initWorkspace(dir, join(t, 'remote2')), /already an arbor directory/);
+  });
+
+  it('chunk ids follow arbor.json: BLAKE3 for a new filesystem, HMAC-SHA-256 kept for a formatVersion 1 one', async () => {
+    const t = await tmp();
+    const data = Buffer.from('the same bytes on every replica '.repeat(100));
+    for (const chunkId of ['blake3', 'hmac-sha256'] as const) {
+      const remote = join(t, `r-${chunkId}`);
+      const a = await initWorkspace(join(t, `a-${chunkId}`), remote, {
+        cacheBytes,
+        ...(chunkId === 'hmac-sha256' ? { chunkId } : {}),
+      });
+      const json = JSON.parse(await readFile(join(remote, 'arbor.json'), 'utf8')) as Record<string, unknown>;
+      assert.equal(json.formatVersion, chunkId === 'blake3' ? 2 : 1);
+      assert.equal(json.chunkId, chunkId === 'blake3' ? 'blake3' : undefined);
+      assert.equal(a.arborJson.chunkId, chunkId);
+      const secret = await readKeyFile(paths(a.dir).key);
+      const ref = await a.store.put(data);
+      assert.equal(ref.id, new FsCrypto(secret, chunkId).chunkId(data));
+      await a.store.flushUploads();
+      await a.close();
+      // Another replica reads arbor.json, so it computes (and verifies) ids the same way.
+      const b = await cloneWorkspace(join(t, `b-${chunkId}`), remote, {
+        keyFile: paths(a.dir).key,
+        cacheBytes,
+      });
+      assert.deepEqual(Buffer.from(await b.store.get(ref)), data);
+      assert.equal((await b.store.put(data)).id, ref.id);
+      await b.close();
+    }
   });
 
   it('clone needs the right key; a passphrase filesystem opens with its passphrase only', async () => {
