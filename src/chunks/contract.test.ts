@@ -13,7 +13,10 @@ import { ChunkCorruptError } from '../errors.js';
 
 const CHUNKING = { minSize: 256, avgSize: 1024, maxSize: 4096 };
 const dirs: string[] = [];
+/** Cached stores keep uploading after a test ends: close them (and their databases) before deleting their dirs. */
+const closers: Array<() => Promise<void>> = [];
 after(async () => {
+  for (const c of closers) await c();
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
@@ -68,9 +71,10 @@ chunkStoreContract('CachedChunkStore', async (secret) => {
   remotes.set(key, remote);
   const dir = await mkdtemp(join(tmpdir(), 'arbor-contract-'));
   dirs.push(dir);
-  return CachedChunkStore.open({
+  const db = new Database(join(dir, 'state.sqlite3'));
+  const store = await CachedChunkStore.open({
     dir,
-    db: new Database(join(dir, 'state.sqlite3')),
+    db,
     remote,
     secret,
     chunking: CHUNKING,
@@ -78,4 +82,10 @@ chunkStoreContract('CachedChunkStore', async (secret) => {
     fsync: false,
     logger: () => undefined,
   });
+  closers.push(async () => {
+    await store.flushUploads();
+    await store.close();
+    db.close();
+  });
+  return store;
 });
