@@ -106,7 +106,10 @@ test('streaming splitter yields exactly the chunks of split(all, true), for any 
 });
 
 test('boundaries are stable after an insert: only a few chunks change', () => {
+  // Resynchronisation after an edit has a long tail (a cut skipped inside the minimum size can shift the next
+  // few), so a single case is only bounded loosely; the typical case is asserted on the mean over all runs.
   const c = new Chunker(SMALL);
+  const changed: number[] = [];
   fc.assert(
     fc.property(
       fc.integer(),
@@ -121,14 +124,17 @@ test('boundaries are stable after an insert: only a few chunks change', () => {
         const before = new Set(pieces(data, c.split(data, true)).map(h));
         const after = pieces(edited, c.split(edited, true)).map(h);
         const fresh = after.filter((x) => !before.has(x)).length;
+        changed.push(fresh);
         assert.ok(
-          fresh <= 6,
+          fresh >= 1 && fresh <= after.length / 3,
           `${fresh} of ${after.length} chunks changed after inserting ${ins.length} bytes`,
         );
       },
     ),
-    { numRuns: 50 },
+    { numRuns: 200 },
   );
+  const mean = changed.reduce((a, b) => a + b, 0) / changed.length;
+  assert.ok(mean <= 3, `on average ${mean.toFixed(2)} chunks changed per insert (expected about 1.3)`);
 });
 
 test('dedup after a one-byte insert at the start is high with content-defined cuts, none with fixed blocks', () => {
