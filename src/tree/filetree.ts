@@ -1405,6 +1405,60 @@ export class FileTree {
     ]);
   }
 
+  // ---------------------------------------------------------------- sparse files and range copies
+
+  /** SEEK_DATA / SEEK_HOLE on an open file: ENXIO at or past the end, and for `data` when only holes follow. */
+  async seek(fh: number, offset: number, whence: 'data' | 'hole'): Promise<number> {
+    const c = this.handle(fh).file.content;
+    const at = await c.lock(async () => c.seek(offset, whence === 'data'));
+    if (at < 0) throw fsError('ENXIO');
+    return at;
+  }
+
+  /**
+   * fallocate PUNCH_HOLE / ZERO_RANGE: [offset, offset+length) reads as zeros and is stored as a hole. The size grows
+   * only without `keepSize`. Recorded like a write (a version at flush/fsync/release).
+   */
+  async zeroRange(fh: number, offset: number, length: number, keepSize: boolean): Promise<void> {
+    const h = this.handle(fh);
+    if (!h.write) throw fsError('EBADF');
+    if (offset < 0 || length <= 0) throw fsError('EINVAL');
+    const c = h.file.content;
+    await c.lock(async () => {
+      if (c.zero(offset, length, keepSize)) h.file.pendingMtime = this.now();
+    });
+  }
+
+  /**
+   * copy_file_range: copy up to `length` bytes (fewer at the source's end) from one open file to another, sharing the
+   * source's chunk refs — whole chunks are never read or stored again. Returns the bytes copied. Ranges of one file
+   * must not overlap (EINVAL, as Linux).
+   */
+  async copyRange(
+    fhIn: number,
+    offIn: number,
+    fhOut: number,
+    offOut: number,
+    length: number,
+  ): Promise<number> {
+    const src = this.handle(fhIn);
+    const dst = this.handle(fhOut);
+    if (!dst.write || dst.append) throw fsError('EBADF');
+    if (offIn < 0 || offOut < 0 || length < 0) throw fsError('EINVAL');
+    if (src.file === dst.file && offIn < offOut + length && offOut < offIn + length) throw fsError('EINVAL');
+    // Source and destination are locked one after the other, never both at once, so two opposite copies cannot
+    // deadlock; like read+write, the copy is not atomic against concurrent writers.
+    const sc = src.file.content;
+    const slice = await sc.lock(async () => sc.slice(offIn, length));
+    if (slice.length === 0) return 0;
+    const dc = dst.file.content;
+    await dc.lock(async () => {
+      await dc.paste(offOut, slice);
+      dst.file.pendingMtime = this.now();
+    });
+    return slice.length;
+  }
+
   // ---------------------------------------------------------------- whole-tree views (tests, fsck, bench)
 
   /** Visible paths → kind, for comparing replicas. */
