@@ -1349,7 +1349,14 @@ export class FileTree {
     }
   }
 
-  /** Store the content's chunks and commit a new version (plus `fields`, e.g. mtime) if anything changed. */
+  /**
+   * Store the content's chunks and commit a new version (plus `fields`, e.g. mtime) if anything changed. Order that
+   * crash safety depends on: all chunks are stored (durably, by the store) before the commit that references them.
+   * The clock is recovered at open from the last local batch only, so every batch must carry a tick taken when it is
+   * committed (the `set` below does): a batch holding only ticks taken before an await could be the last one with a
+   * smaller counter than an earlier batch, a crash would hand that counter out again, and a version with a reused id
+   * is ignored (INSERT OR IGNORE), losing the LWW register to the older version.
+   */
   private async recordVersion(f: OpenFile, fields: Record<string, RegisterValue>): Promise<void> {
     if (!f.content.changed) {
       if (Object.keys(fields).length > 0) this.commit([this.set(f.inode, fields)]);
