@@ -17,6 +17,7 @@ import {
   compactTime,
   conflictName,
   duplicateName,
+  isWellFormed,
   nameCookie,
   parseConflictName,
   parseDuplicateName,
@@ -986,6 +987,7 @@ export class FileTree {
   symlink(dir: NodeId, name: string, target: string, uid = 0, gid = 0): Attr {
     if (target.length === 0) throw fsError('ENOENT');
     if (Buffer.byteLength(target) > SYMLINK_MAX) throw fsError('ENAMETOOLONG');
+    if (!isWellFormed(target)) throw fsError('EILSEQ', 'symlink target is not valid UTF-8');
     return this.getattr(this.makeInode(dir, name, 'symlink', { mode: 0o777, uid, gid, target }));
   }
 
@@ -1172,6 +1174,7 @@ export class FileTree {
   private checkXattrName(name: string): void {
     if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_MAX) throw fsError('ERANGE');
     if (!/^(user|trusted|security)\./.test(name)) throw fsError('EOPNOTSUPP');
+    if (!isWellFormed(name)) throw fsError('EILSEQ', 'xattr name is not valid UTF-8');
   }
 
   getxattr(id: NodeId, name: string): Buffer {
