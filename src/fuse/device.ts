@@ -1,7 +1,9 @@
 // /dev/fuse I/O: several outstanding reads, replies and notifications written back; knows no opcode
 // beyond WRITE (whose data borrows the read buffer) and nothing of mounting.
 import fs from 'node:fs';
-import { Opcode } from './abi.js';
+import { Errno } from '../errors.js';
+import { Opcode, Size } from './abi.js';
+import { errorReply } from './codec.js';
 import type { Reply } from './ops.js';
 import type { Session } from './session.js';
 
@@ -132,6 +134,18 @@ export class FuseDevice {
       // ENOENT: the request was interrupted and already finished by the kernel. ENODEV: unmounted.
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ENODEV') this.#session.opts.onError?.(err);
+      // EINVAL: the kernel refused the reply (a bad length or error field) and the request is still waiting; a
+      // process blocked on it would hang for good (unkillable, in D state), so answer it EIO instead.
+      if (code === 'EINVAL') this.#replyEio(Array.isArray(r) ? r[0] : r);
+    }
+  }
+
+  #replyEio(head: Buffer | undefined): void {
+    if (head === undefined || head.length < Size.OUT_HEADER) return;
+    try {
+      fs.writeSync(this.#fd, errorReply(head.readBigUInt64LE(8), Errno.EIO));
+    } catch {
+      // nothing more to try: the connection is going away or the request is gone
     }
   }
 

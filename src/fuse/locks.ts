@@ -26,7 +26,8 @@ interface Waiter {
  * Holds locks for the nodes of one mount. POSIX locks and flock locks live in separate tables (as
  * in Linux, they never conflict with each other). Two locks conflict when their owners differ,
  * their ranges overlap and at least one is a write lock. Blocked SETLKW calls wait in FIFO order
- * and are retried whenever anything on the node is unlocked; `cancel` answers EINTR (INTERRUPT).
+ * and are retried whenever anything on the node is unlocked; `cancel` answers EINTR (INTERRUPT). A POSIX waiter
+ * that would close a cycle of owners waiting for each other gets EDEADLK, as on Linux.
  */
 export class LockManager {
   readonly #posix = new Map<bigint, Held[]>();
@@ -72,6 +73,7 @@ export class LockManager {
       return;
     }
     if (!sleep) throw fsError('EAGAIN');
+    if (!flock && this.#deadlocks(ino, owner, lock)) throw fsError('EDEADLK');
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { ino, owner, lock: { ...lock }, flock, resolve, reject };
       this.#waiters.push(w);
@@ -80,6 +82,22 @@ export class LockManager {
   }
 
   readonly #tokens = new WeakMap<object, Waiter>();
+
+  /**
+   * Would `owner` waiting for `lock` close a cycle of POSIX lock owners each waiting for the next? Linux answers such
+   * an F_SETLKW with EDEADLK (posix_locks_deadlock, which follows the chain at most 10 steps); without it both
+   * waiters would sleep until a signal, and a process killed meanwhile stays in D state until its request is answered.
+   */
+  #deadlocks(ino: bigint, owner: bigint, lock: FileLock): boolean {
+    let blocker = this.#conflict(ino, owner, lock, false)?.owner;
+    for (let step = 0; blocker !== undefined && step < 10; step++) {
+      if (blocker === owner) return true;
+      const w = this.#waiters.find((x) => !x.flock && x.owner === blocker);
+      if (w === undefined) return false;
+      blocker = this.#conflict(w.ino, w.owner, w.lock, false)?.owner;
+    }
+    return false;
+  }
 
   /** Abort a waiting set() made with this token: it rejects with EINTR. Returns whether one was waiting. */
   cancel(token: object): boolean {

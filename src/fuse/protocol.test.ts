@@ -268,16 +268,30 @@ describe('dispatch', () => {
         if (mode === 1) return Promise.reject(fsError('EACCES'));
         if (mode === 2) throw new Error('boom');
         if (mode === 3) throw Object.assign(new Error('sys'), { errno: -Errno.ENOSPC });
+        // libuv-only codes (getaddrinfo EAI_AGAIN is -3001, UV_EOF -4095): the kernel refuses a reply whose error
+        // is -512 or below with EINVAL and the request would never be answered, so they become EIO.
+        if (mode === 4) throw Object.assign(new Error('getaddrinfo EAI_AGAIN'), { errno: -3001 });
+        if (mode === 5) throw Object.assign(new Error('uv eof'), { errno: -4095 });
+        if (mode === 6) throw Object.assign(new Error('restart'), { errno: 512 });
         return FILE_ATTR;
       },
     });
     const codes: number[] = [];
-    for (mode = 0; mode < 5; mode++) {
+    for (mode = 0; mode < 8; mode++) {
       codes.push(
         flat(await s.handle(request(Opcode.GETATTR, 10 + mode, 5, Array(16).fill(0)))).readInt32LE(4),
       );
     }
-    assert.deepEqual(codes, [-Errno.ENOENT, -Errno.EACCES, -Errno.EIO, -Errno.ENOSPC, 0]);
+    assert.deepEqual(codes, [
+      -Errno.ENOENT,
+      -Errno.EACCES,
+      -Errno.EIO,
+      -Errno.ENOSPC,
+      -Errno.EIO,
+      -Errno.EIO,
+      -Errno.EIO,
+      0,
+    ]);
   });
 
   it('a truncated body answers EINVAL; a header too short to answer is dropped', async () => {
@@ -487,6 +501,41 @@ describe('locks through the protocol', () => {
     const w2 = s.handle(request(Opcode.SETLKW, 7, 5, lk(3, 0n, 10n, F_RDLCK, 333)));
     assert.equal(await s.handle(request(Opcode.INTERRUPT, 8, 0, u64(7))), null);
     assert.equal(flat(await w2).readInt32LE(4), -Errno.EINTR);
+  });
+  it('an INTERRUPT handled before its SETLKW (reads complete out of order) still cancels it', async () => {
+    const s = await initd({});
+    assert.equal(
+      flat(await s.handle(request(Opcode.SETLK, 1, 5, lk(1, 0n, 99n, F_WRLCK, 111)))).readInt32LE(4),
+      0,
+    );
+    // Interrupts of requests that never wait (or were answered) are remembered only boundedly.
+    for (let i = 0; i < 3000; i++)
+      await s.handle(request(Opcode.INTERRUPT, 100_000 + i, 0, u64(200_000 + i)));
+    assert.equal(await s.handle(request(Opcode.INTERRUPT, 10, 0, u64(9))), null);
+    const late = s.handle(request(Opcode.SETLKW, 9, 5, lk(2, 0n, 10n, F_WRLCK, 222)));
+    assert.equal(flat(await late).readInt32LE(4), -Errno.EINTR, 'cancelled, not waiting for good');
+    // The remembered interrupt was used up: a later waiter waits and is granted on unlock.
+    const w = s.handle(request(Opcode.SETLKW, 11, 5, lk(3, 0n, 10n, F_WRLCK, 333)));
+    await s.handle(request(Opcode.SETLK, 12, 5, lk(1, 0n, 99n, F_UNLCK, 111)));
+    assert.equal(flat(await w).readInt32LE(4), 0);
+  });
+  it('a SETLKW that would deadlock two POSIX owners answers EDEADLK (flock waiters just wait)', async () => {
+    const s = await initd({});
+    const code = async (r: ReturnType<typeof s.handle>): Promise<number> => flat(await r).readInt32LE(4);
+    assert.equal(await code(s.handle(request(Opcode.SETLK, 1, 5, lk(1, 0n, 9n, F_WRLCK, 1)))), 0);
+    assert.equal(await code(s.handle(request(Opcode.SETLK, 2, 5, lk(2, 10n, 19n, F_WRLCK, 2)))), 0);
+    assert.equal(await code(s.handle(request(Opcode.SETLK, 3, 5, lk(3, 20n, 29n, F_WRLCK, 3)))), 0);
+    const w1 = s.handle(request(Opcode.SETLKW, 4, 5, lk(1, 10n, 10n, F_WRLCK, 1))); // 1 waits for 2
+    const w2 = s.handle(request(Opcode.SETLKW, 5, 5, lk(2, 20n, 20n, F_WRLCK, 2))); // 2 waits for 3
+    // 3 asking for 1's range closes the cycle 3 → 1 → 2 → 3.
+    assert.equal(
+      await code(s.handle(request(Opcode.SETLKW, 6, 5, lk(3, 0n, 0n, F_WRLCK, 3)))),
+      -Errno.EDEADLK,
+    );
+    await s.handle(request(Opcode.SETLK, 7, 5, lk(3, 20n, 29n, F_UNLCK, 3)));
+    assert.equal(await code(w2), 0);
+    await s.handle(request(Opcode.SETLK, 8, 5, lk(2, 0n, OFFSET_MAX, F_UNLCK, 2)));
+    assert.equal(await code(w1), 0);
   });
   it('flock locks (LK_FLOCK) are separate from POSIX locks and released by RELEASE', async () => {
     const s = await initd({});

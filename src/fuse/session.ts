@@ -41,6 +41,10 @@ export interface SessionOptions {
 export type NotifySink = (bytes: Buffer[]) => Promise<void>;
 
 const MIB = 1 << 20;
+/** Errors the kernel accepts in a reply are 1..511 (fuse_dev_do_write: `oh.error <= -512` is EINVAL). */
+const MAX_ERRNO = 512;
+/** INTERRUPTs remembered for requests not seen waiting (see Session.#early). */
+const EARLY_INTERRUPTS = 1024;
 
 /** Default statfs-less answer and every other default live in ops.ts; this class is per-connection state. */
 export class Session {
@@ -52,6 +56,14 @@ export class Session {
   #notify: NotifySink | undefined;
   /** SETLKW waits that INTERRUPT can cancel, by request id. */
   readonly #waits = new Map<bigint, object>();
+  /**
+   * INTERRUPTs that matched no waiting request, oldest first (bounded). Several reads are outstanding on /dev/fuse
+   * and their completions reach the event loop in any order, so an INTERRUPT can be handled before the SETLKW it
+   * targets; forgetting it would leave that SETLKW waiting for good — and a process killed while blocked in it
+   * unkillable in D state, since the kernel then waits for our answer (stress-ng's lock stressors hung on this).
+   * Most entries are interrupts of requests already answered; the bound keeps those from piling up.
+   */
+  readonly #early = new Set<bigint>();
   #initWaiters: Array<(c: ConnectionInfo) => void> = [];
 
   constructor(
@@ -120,7 +132,9 @@ export class Session {
       return null;
     }
     let errno = errnoOf(err);
-    if (!(errno > 0 && errno < 4096)) errno = Errno.EIO;
+    // The kernel takes errors 1..511 only: it refuses a reply carrying -512 or below with EINVAL and the request is
+    // then never answered (its caller hangs). Node reports libuv-only codes (EAI_*, UV_EOF: -3000 and below) too.
+    if (!(errno > 0 && errno < MAX_ERRNO)) errno = Errno.EIO;
     return errorReply(h.unique, errno);
   }
 
@@ -193,10 +207,15 @@ export class Session {
     return done instanceof Promise ? done.then(reply) : reply();
   }
 
-  /** INTERRUPT: a waiting SETLKW is cancelled (EINTR); other requests simply run to completion. */
+  /**
+   * INTERRUPT: a waiting SETLKW is cancelled (EINTR); other requests simply run to completion. One for a request not
+   * waiting (yet) is remembered, so a SETLKW that arrives after its own INTERRUPT fails at once instead of waiting.
+   */
   interrupt(unique: bigint): null {
     const token = this.#waits.get(unique);
-    if (token) this.locks?.cancel(token);
+    if (token && this.locks?.cancel(token)) return null;
+    this.#early.add(unique);
+    if (this.#early.size > EARLY_INTERRUPTS) this.#early.delete(this.#early.values().next().value as bigint);
     return null;
   }
 
@@ -220,6 +239,7 @@ export class Session {
     const r = this.locks.set(h.nodeid, owner, lock, sleep, flock, token);
     if (!(r instanceof Promise)) return ok();
     this.#waits.set(h.unique, token);
+    if (this.#early.delete(h.unique)) this.locks.cancel(token); // interrupted before it got here
     return r.then(ok).finally(() => this.#waits.delete(h.unique));
   }
 

@@ -63,6 +63,7 @@ describe('tree op codec', () => {
       (b) => (b.o[0]![4] = 'a/b'),
       (b) => (b.o[0]![4] = ''),
       (b) => (b.o[0]![4] = 'x'.repeat(256)),
+      (b) => (b.o[0]![4] = 'lone \ud800 surrogate'), // JSON can carry it; UTF-8 storage cannot
       (b) => (b.o[0]![5] = 'q'),
       (b) => (b.o[1]![6] = null),
       (b) => (b.o[1]![7] = 'dir'),

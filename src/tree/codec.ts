@@ -4,6 +4,7 @@ import type { ChunkRef } from '../chunks/types.js';
 import { BAD_BATCH, isCounter, isNodeId, isReplicaId } from '../crdt/index.js';
 import type { ReplicaId } from '../crdt/index.js';
 import { InvalidInputError } from '../errors.js';
+import { isWellFormed } from './names.js';
 import type { FileKind, RegisterValue, TreeMeta, TreeOp, TreeOpBatch } from './types.js';
 
 /** Compact forms. The replica of every timestamp is the batch's; a move's meta.t and a version's id/replica derive from the op. */
@@ -52,7 +53,13 @@ function fromCompact(x: unknown, replica: ReplicaId): TreeOp {
   if (type === 'm' && x.length === 8) {
     const [, , , child, n, k, i, f] = x as unknown[];
     if (!isNodeId(child)) throw bad('bad child id');
-    if (typeof n !== 'string' || Buffer.byteLength(n) > 255 || n.includes('/') || n.includes('\0')) {
+    if (
+      typeof n !== 'string' ||
+      Buffer.byteLength(n) > 255 ||
+      n.includes('/') ||
+      n.includes('\0') ||
+      !isWellFormed(n) // would be stored as U+FFFD: this replica's tree would differ from the sender's
+    ) {
       throw bad('bad name');
     }
     if (k !== 'd' && k !== 'l') throw bad('bad meta kind');

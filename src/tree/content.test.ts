@@ -166,4 +166,132 @@ describe('FileContent', () => {
     );
     assert.deepEqual(await c.read(0, 2000), Buffer.alloc(1000, 1));
   });
+
+  it('seek, zero and slice/paste match a byte model with a hole map (property)', async () => {
+    const op = fc.oneof(
+      fc.record({ w: fc.nat(20_000), data: fc.uint8Array({ minLength: 1, maxLength: 3000 }) }),
+      fc.record({ t: fc.nat(25_000) }),
+      fc.record({ z: fc.nat(25_000), len: fc.integer({ min: 1, max: 9000 }), keep: fc.boolean() }),
+      fc.record({ cp: fc.nat(25_000), to: fc.nat(25_000), len: fc.integer({ min: 0, max: 12_000 }) }),
+      fc.record({ flush: fc.constant(true) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 25 }), fc.nat(26_000), async (steps, probe) => {
+        const store = new MemChunkStore(1024);
+        const a = new FileContent(store, [], 0, 8192);
+        const b = new FileContent(store, [], 0, 8192);
+        // model: bytes, and which bytes are holes (true) — a copy carries holes with it
+        let bytes = Buffer.alloc(0);
+        let hole: boolean[] = [];
+        const grow = (n: number): void => {
+          if (n <= bytes.length) return;
+          hole = hole.concat(new Array<boolean>(n - bytes.length).fill(true));
+          bytes = Buffer.concat([bytes, Buffer.alloc(n - bytes.length)]);
+        };
+        const src = Buffer.alloc(30_000);
+        for (let i = 0; i < src.length; i++) src[i] = (i * 7 + 3) & 0xff;
+        await b.write(0, src);
+        b.truncate(40_000); // b = data then a hole
+        for (const s of steps) {
+          if ('w' in s) {
+            grow(s.w + s.data.length);
+            bytes.set(s.data, s.w);
+            hole.fill(false, s.w, s.w + s.data.length);
+            await a.write(s.w, s.data);
+          } else if ('t' in s) {
+            if (s.t < bytes.length) {
+              bytes = bytes.subarray(0, s.t);
+              hole = hole.slice(0, s.t);
+            } else grow(s.t);
+            a.truncate(s.t);
+          } else if ('z' in s) {
+            const end = s.keep ? Math.min(bytes.length, s.z + s.len) : s.z + s.len;
+            grow(end);
+            if (end > s.z) {
+              bytes.fill(0, s.z, end);
+              hole.fill(true, s.z, end);
+            }
+            a.zero(s.z, s.len, s.keep);
+          } else if ('cp' in s) {
+            const n = Math.max(0, Math.min(40_000, s.cp + s.len) - s.cp);
+            const piece = b.slice(s.cp, s.len);
+            assert.equal(piece.length, n);
+            await a.paste(s.to, piece);
+            if (n > 0) {
+              grow(s.to + n);
+              for (let i = 0; i < n; i++) {
+                const at = s.cp + i;
+                bytes[s.to + i] = at < 30_000 ? src[at]! : 0;
+                hole[s.to + i] = at >= 30_000;
+              }
+            }
+          } else await a.rechunk();
+          assert.equal(a.size, bytes.length);
+        }
+        assert.deepEqual(await a.read(0, bytes.length), bytes);
+        // SEEK_DATA / SEEK_HOLE from `probe`, against the hole map (the end is a hole; ENXIO is -1)
+        const firstData = hole.findIndex((h, i) => i >= probe && !h);
+        const firstHole = hole.findIndex((h, i) => i >= probe && h);
+        assert.equal(a.seek(probe, true), probe >= bytes.length ? -1 : firstData);
+        assert.equal(
+          a.seek(probe, false),
+          probe >= bytes.length ? -1 : firstHole < 0 ? bytes.length : firstHole,
+        );
+        const refs = await a.rechunk();
+        const back = new FileContent(store, refs, bytes.length);
+        assert.deepEqual(await back.read(0, bytes.length), bytes);
+        assert.equal(back.seek(probe, true), a.seek(probe, true));
+        assert.equal(back.seek(probe, false), a.seek(probe, false));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('copying whole chunks shares them: nothing is read or stored, even across several calls', async () => {
+    const store = new CountingStore(1024);
+    const data = Buffer.alloc(20 * 1024 + 300);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
+    const src = new FileContent(store, [], 0);
+    await src.write(0, data);
+    const srcRefs = await src.rechunk();
+    const loaded = new FileContent(store, srcRefs, data.length);
+    const dst = new FileContent(store, [], 0);
+    const puts = store.puts;
+    const gets = store.gets;
+    // Three calls whose boundaries fall inside chunks: the parts are joined again.
+    await dst.paste(0, loaded.slice(0, 5000));
+    await dst.paste(5000, loaded.slice(5000, 7000));
+    await dst.paste(12_000, loaded.slice(12_000, 1 << 20));
+    const refs = await dst.rechunk();
+    assert.equal(store.puts - puts, 0, 'no chunk stored');
+    assert.equal(store.gets - gets, 0, 'no chunk read');
+    assert.deepEqual(refs, srcRefs);
+    // An unaligned copy re-cuts the partial chunks only.
+    const off = new FileContent(store, [], 0);
+    await off.paste(0, loaded.slice(100, 4096));
+    await off.rechunk();
+    assert.ok(store.puts - puts <= 5, `stored ${store.puts - puts} chunks`);
+    assert.deepEqual(await off.read(0, 4096), data.subarray(100, 4196));
+  });
+
+  it('punching a hole drops the chunks of the range; seek sees it', async () => {
+    const store = new CountingStore(1024);
+    const c = new FileContent(store, [], 0);
+    await c.write(0, Buffer.alloc(8192, 9));
+    await c.rechunk();
+    assert.equal(c.zero(1024, 4096, true), true);
+    const refs = await c.rechunk();
+    assert.deepEqual(
+      refs.map((r) => (isHole(r) ? `h${r.size}` : r.size)),
+      [1024, 'h4096', 1024, 1024, 1024],
+    );
+    assert.equal(c.size, 8192);
+    assert.equal(c.dataBytes, 4096);
+    assert.equal(c.seek(0, false), 1024);
+    assert.equal(c.seek(1024, true), 5120);
+    assert.equal(c.seek(8191, false), 8192);
+    assert.equal(c.seek(8192, true), -1);
+    assert.equal(c.zero(9000, 10, true), false, 'past the end with keep-size: nothing');
+    assert.equal(c.size, 8192);
+  });
 });

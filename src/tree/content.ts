@@ -8,6 +8,12 @@ type Seg =
   | { k: 'm'; buf: Buffer; len: number }
   | { k: 'z'; len: number };
 
+/** A byte range taken from one file's content by `FileContent.slice`, to be pasted into another (or the same). */
+export interface ContentSlice {
+  readonly length: number;
+  readonly segs: readonly Seg[];
+}
+
 /** Dirty bytes one open file may hold before it is spilled into chunks (no version is recorded by a spill). */
 export const DEFAULT_DIRTY_LIMIT = 64 * 1024 * 1024;
 
@@ -287,6 +293,113 @@ export class FileContent {
       }
       pos += s.len;
       if (pos >= at) return;
+    }
+  }
+
+  // ---- sparse seeking, zeroing and range copies (lseek SEEK_DATA/SEEK_HOLE, fallocate, copy_file_range)
+
+  /**
+   * SEEK_DATA (`data` true) or SEEK_HOLE: the first offset at or after `offset` that is data (stored or dirty bytes)
+   * or a hole. The end of the file counts as a hole, as on Linux. Dirty bytes are data even when they are zeros
+   * (ext4 reports written zeros as data too). -1 when `offset` is at or past the end, or no data follows it: the
+   * caller answers ENXIO.
+   */
+  seek(offset: number, data: boolean): number {
+    if (!(offset >= 0 && offset < this._size)) return -1;
+    let pos = 0;
+    for (const s of this.segs) {
+      const end = pos + s.len;
+      if (end > offset && (s.k === 'z') !== data) return Math.max(pos, offset);
+      pos = end;
+    }
+    return data ? -1 : this._size;
+  }
+
+  /**
+   * Make [offset, offset+length) zeros, stored as a hole (fallocate PUNCH_HOLE and ZERO_RANGE): nothing is written
+   * and the range's chunks are no longer referenced by the next version. With `keepSize` the size never grows.
+   * Returns whether anything changed.
+   */
+  zero(offset: number, length: number, keepSize: boolean): boolean {
+    if (length <= 0) return false;
+    const end = offset + length;
+    const inside = Math.min(end, this._size);
+    const grows = !keepSize && end > this._size;
+    if (inside > offset) this.replace(offset, inside - offset, [{ k: 'z', len: inside - offset }]);
+    if (grows) this.resize(end);
+    if (inside > offset || grows) this.changed = true;
+    return inside > offset || grows;
+  }
+
+  /**
+   * The bytes of [offset, offset+length), clipped to the size, as segments that share this content's chunk refs
+   * (nothing is read from the store; dirty bytes are copied, since this content may change before they are used).
+   */
+  slice(offset: number, length: number): ContentSlice {
+    const end = Math.min(this._size, offset + length);
+    const segs: Seg[] = [];
+    let pos = 0;
+    for (const s of this.segs) {
+      if (pos >= end) break;
+      const sEnd = pos + s.len;
+      if (sEnd > offset) {
+        const from = Math.max(offset, pos) - pos;
+        const to = Math.min(end, sEnd) - pos;
+        if (s.k === 'c') segs.push({ k: 'c', ref: s.ref, off: s.off + from, len: to - from });
+        else if (s.k === 'm')
+          segs.push({ k: 'm', buf: Buffer.from(s.buf.subarray(from, to)), len: to - from });
+        else segs.push({ k: 'z', len: to - from });
+      }
+      pos = sEnd;
+    }
+    return { segs, length: Math.max(0, end - offset) };
+  }
+
+  /**
+   * Write a slice at `offset` (copy_file_range). Whole chunks of the source stay whole chunk refs here, so recording
+   * the next version stores nothing new for them (a reflink-like copy); parts of chunks are re-cut at the next
+   * rechunk like any edit. A gap between the end and `offset` becomes a hole.
+   */
+  async paste(offset: number, slice: ContentSlice): Promise<void> {
+    if (slice.length === 0) return;
+    this.changed = true;
+    if (offset > this._size) this.resize(offset);
+    const i = this.replace(offset, Math.min(slice.length, this._size - offset), slice.segs);
+    for (const s of slice.segs) if (s.k === 'm') this._dirty += s.len;
+    this._size = Math.max(this._size, offset + slice.length);
+    // A copy made in several calls splits chunks at the call boundaries: join the parts again, so a chunk copied
+    // whole across two calls is still shared rather than re-cut and stored again.
+    this.coalesce(Math.max(0, i - 1), i + slice.segs.length + 1);
+    if (this._dirty > this.dirtyLimit) await this.rechunk();
+  }
+
+  /** Replace [offset, offset+len) (within the size) with `segs`; returns the index of the first inserted segment. */
+  private replace(offset: number, len: number, segs: readonly Seg[]): number {
+    this.splitAt(offset);
+    this.splitAt(offset + len);
+    let pos = 0;
+    let i = 0;
+    while (pos < offset) pos += this.segs[i++]!.len;
+    let j = i;
+    while (pos < offset + len) {
+      const s = this.segs[j++]!;
+      if (s.k === 'm') this._dirty -= s.len;
+      pos += s.len;
+    }
+    this.segs.splice(i, j - i, ...segs);
+    return i;
+  }
+
+  /** Merge neighbours in segs[from, to): consecutive parts of one chunk, and adjacent holes. */
+  private coalesce(from: number, to: number): void {
+    for (let i = Math.min(to, this.segs.length - 1); i > from; i--) {
+      const a = this.segs[i - 1]!;
+      const b = this.segs[i]!;
+      if (a.k === 'c' && b.k === 'c' && a.ref.id === b.ref.id && a.off + a.len === b.off) {
+        this.segs.splice(i - 1, 2, { k: 'c', ref: a.ref, off: a.off, len: a.len + b.len });
+      } else if (a.k === 'z' && b.k === 'z') {
+        this.segs.splice(i - 1, 2, { k: 'z', len: a.len + b.len });
+      }
     }
   }
 

@@ -47,6 +47,14 @@ describe('FileTree operations', () => {
     await fs.mkdir('/' + 'a'.repeat(255));
     await rejectsCode(() => fs.mkdir('/' + 'a'.repeat(256)), 'ENAMETOOLONG');
     await rejectsCode(() => fs.writeFile('/' + 'é'.repeat(128), 'x'), 'ENAMETOOLONG');
+    // Strings UTF-8 cannot carry (lone surrogates) would be stored as U+FFFD: refused, never mangled.
+    await rejectsCode(() => fs.writeFile('/bad\ud800', 'x'), 'EILSEQ');
+    await rejectsCode(() => fs.mkdir('/bad\udc00'), 'EILSEQ');
+    await rejectsCode(() => fs.symlink('t\ud800', '/s'), 'EILSEQ');
+    await fs.writeFile('/ok', 'x');
+    await rejectsCode(() => fs.rename('/ok', '/bad\ud800'), 'EILSEQ');
+    await rejectsCode(() => fs.setxattr('/ok', 'user.\ud800', 'v'), 'EILSEQ');
+    await fs.unlink('/ok');
     await fs.rmdir('/' + 'a'.repeat(255));
   });
 

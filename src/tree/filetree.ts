@@ -17,6 +17,7 @@ import {
   compactTime,
   conflictName,
   duplicateName,
+  isWellFormed,
   nameCookie,
   parseConflictName,
   parseDuplicateName,
@@ -986,6 +987,7 @@ export class FileTree {
   symlink(dir: NodeId, name: string, target: string, uid = 0, gid = 0): Attr {
     if (target.length === 0) throw fsError('ENOENT');
     if (Buffer.byteLength(target) > SYMLINK_MAX) throw fsError('ENAMETOOLONG');
+    if (!isWellFormed(target)) throw fsError('EILSEQ', 'symlink target is not valid UTF-8');
     return this.getattr(this.makeInode(dir, name, 'symlink', { mode: 0o777, uid, gid, target }));
   }
 
@@ -1172,6 +1174,7 @@ export class FileTree {
   private checkXattrName(name: string): void {
     if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_MAX) throw fsError('ERANGE');
     if (!/^(user|trusted|security)\./.test(name)) throw fsError('EOPNOTSUPP');
+    if (!isWellFormed(name)) throw fsError('EILSEQ', 'xattr name is not valid UTF-8');
   }
 
   getxattr(id: NodeId, name: string): Buffer {
@@ -1349,7 +1352,14 @@ export class FileTree {
     }
   }
 
-  /** Store the content's chunks and commit a new version (plus `fields`, e.g. mtime) if anything changed. */
+  /**
+   * Store the content's chunks and commit a new version (plus `fields`, e.g. mtime) if anything changed. Order that
+   * crash safety depends on: all chunks are stored (durably, by the store) before the commit that references them.
+   * The clock is recovered at open from the last local batch only, so every batch must carry a tick taken when it is
+   * committed (the `set` below does): a batch holding only ticks taken before an await could be the last one with a
+   * smaller counter than an earlier batch, a crash would hand that counter out again, and a version with a reused id
+   * is ignored (INSERT OR IGNORE), losing the LWW register to the older version.
+   */
   private async recordVersion(f: OpenFile, fields: Record<string, RegisterValue>): Promise<void> {
     if (!f.content.changed) {
       if (Object.keys(fields).length > 0) this.commit([this.set(f.inode, fields)]);
@@ -1403,6 +1413,60 @@ export class FileTree {
       },
       this.set(id, { mtime: t, ctime: t }),
     ]);
+  }
+
+  // ---------------------------------------------------------------- sparse files and range copies
+
+  /** SEEK_DATA / SEEK_HOLE on an open file: ENXIO at or past the end, and for `data` when only holes follow. */
+  async seek(fh: number, offset: number, whence: 'data' | 'hole'): Promise<number> {
+    const c = this.handle(fh).file.content;
+    const at = await c.lock(async () => c.seek(offset, whence === 'data'));
+    if (at < 0) throw fsError('ENXIO');
+    return at;
+  }
+
+  /**
+   * fallocate PUNCH_HOLE / ZERO_RANGE: [offset, offset+length) reads as zeros and is stored as a hole. The size grows
+   * only without `keepSize`. Recorded like a write (a version at flush/fsync/release).
+   */
+  async zeroRange(fh: number, offset: number, length: number, keepSize: boolean): Promise<void> {
+    const h = this.handle(fh);
+    if (!h.write) throw fsError('EBADF');
+    if (offset < 0 || length <= 0) throw fsError('EINVAL');
+    const c = h.file.content;
+    await c.lock(async () => {
+      if (c.zero(offset, length, keepSize)) h.file.pendingMtime = this.now();
+    });
+  }
+
+  /**
+   * copy_file_range: copy up to `length` bytes (fewer at the source's end) from one open file to another, sharing the
+   * source's chunk refs — whole chunks are never read or stored again. Returns the bytes copied. Ranges of one file
+   * must not overlap (EINVAL, as Linux).
+   */
+  async copyRange(
+    fhIn: number,
+    offIn: number,
+    fhOut: number,
+    offOut: number,
+    length: number,
+  ): Promise<number> {
+    const src = this.handle(fhIn);
+    const dst = this.handle(fhOut);
+    if (!dst.write || dst.append) throw fsError('EBADF');
+    if (offIn < 0 || offOut < 0 || length < 0) throw fsError('EINVAL');
+    if (src.file === dst.file && offIn < offOut + length && offOut < offIn + length) throw fsError('EINVAL');
+    // Source and destination are locked one after the other, never both at once, so two opposite copies cannot
+    // deadlock; like read+write, the copy is not atomic against concurrent writers.
+    const sc = src.file.content;
+    const slice = await sc.lock(async () => sc.slice(offIn, length));
+    if (slice.length === 0) return 0;
+    const dc = dst.file.content;
+    await dc.lock(async () => {
+      await dc.paste(offOut, slice);
+      dst.file.pendingMtime = this.now();
+    });
+    return slice.length;
   }
 
   // ---------------------------------------------------------------- whole-tree views (tests, fsck, bench)

@@ -5,11 +5,21 @@ import type { ReplicaId } from '../crdt/index.js';
 
 export const NAME_MAX = 255;
 
-/** Throws Linux's errno for a name a directory entry cannot have. */
+/**
+ * True when `s` is well-formed Unicode: no lone UTF-16 surrogate, so it encodes to UTF-8 and back unchanged.
+ * Names and other strings are stored as UTF-8 (SQLite, op batches): a lone surrogate would come back as U+FFFD,
+ * silently renaming the entry and merging distinct names — such strings are refused with EILSEQ instead.
+ */
+export function isWellFormed(s: string): boolean {
+  return !/\p{Cs}/u.test(s);
+}
+
+/** Throws Linux's errno for a name a directory entry cannot have (EILSEQ, as ZFS utf8only, for non-UTF-8). */
 export function checkName(name: string): void {
   if (name.length === 0) throw fsError('ENOENT', 'empty name');
   if (Buffer.byteLength(name) > NAME_MAX) throw fsError('ENAMETOOLONG', 'name longer than 255 bytes');
   if (name.includes('/') || name.includes('\0')) throw fsError('EINVAL', `bad name: ${name}`);
+  if (!isWellFormed(name)) throw fsError('EILSEQ', 'name is not valid UTF-8');
 }
 
 /** `NAME~REPLICA`: how a later duplicate of a name is shown. */

@@ -234,6 +234,65 @@ describe('ArborFs over a FileTree', () => {
     await afs.release(ctx, di, d.fh as FileHandle, 0);
   });
 
+  it('fallocate modes, SEEK_DATA/SEEK_HOLE and copy_file_range errnos', async () => {
+    const KEEP = 1;
+    const PUNCH = 2;
+    const ZERO = 0x10;
+    const c = await afs.create(ctx, ino(1n), 'modes', 0o644, 0, O_RDWR);
+    const i = ino(BigInt(c.entry.ino));
+    const fh = c.fh as FileHandle;
+    await afs.write(ctx, i, fh, 0, Buffer.alloc(8192, 1), winfo());
+    await afs.fallocate(ctx, i, fh, 1000, 100_000, KEEP);
+    assert.equal(afs.getattr(ctx, i).size, 8192, 'KEEP_SIZE alone changes nothing');
+    await afs.fallocate(ctx, i, fh, 4096, 4096, PUNCH | KEEP);
+    assert.equal(await afs.lseek(ctx, i, fh, 0, 4), 4096, 'SEEK_HOLE');
+    assert.equal(await afs.lseek(ctx, i, fh, 10, 3), 10, 'SEEK_DATA inside data');
+    assert.equal(await errno(() => afs.lseek(ctx, i, fh, 5000, 3)), Errno.ENXIO, 'no data after 5000');
+    assert.equal(await errno(() => afs.lseek(ctx, i, fh, 8192, 4)), Errno.ENXIO, 'at the end');
+    assert.equal(await errno(() => afs.lseek(ctx, i, fh, 0, 2)), Errno.EINVAL, "SEEK_END is the kernel's");
+    await afs.fallocate(ctx, i, fh, 8000, 1000, ZERO);
+    assert.equal(afs.getattr(ctx, i).size, 9000, 'ZERO_RANGE without KEEP_SIZE grows');
+    await afs.fallocate(ctx, i, fh, 8000, 5000, ZERO | KEEP);
+    assert.equal(afs.getattr(ctx, i).size, 9000);
+    for (const mode of [
+      PUNCH,
+      0x08 /* COLLAPSE */,
+      0x20 /* INSERT */,
+      0x40 /* UNSHARE */,
+      0x04 /* NO_HIDE_STALE */,
+    ])
+      assert.equal(
+        await errno(() => afs.fallocate(ctx, i, fh, 0, 4096, mode | (mode === PUNCH ? 0 : KEEP))),
+        Errno.EOPNOTSUPP,
+      );
+    const data = Buffer.from(await afs.read(ctx, i, fh, 0, 10_000));
+    assert.equal(data.length, 9000);
+    assert.ok(data.subarray(4096).every((b) => b === 0) && data.subarray(0, 4096).every((b) => b === 1));
+
+    const d = await afs.create(ctx, ino(1n), 'modes-copy', 0o644, 0, O_RDWR);
+    const di = ino(BigInt(d.entry.ino));
+    const dfh = d.fh as FileHandle;
+    assert.equal(await afs.copyFileRange(ctx, i, fh, 100, di, dfh, 10, 1 << 20, 0), 8900);
+    assert.equal(afs.getattr(ctx, di).size, 8910);
+    assert.equal(await afs.copyFileRange(ctx, i, fh, 9000, di, dfh, 0, 10, 0), 0, 'at the source end');
+    assert.equal(
+      await errno(() => afs.copyFileRange(ctx, i, fh, 0, di, dfh, 0, 10, 1)),
+      Errno.EINVAL,
+      'flags',
+    );
+    assert.equal(
+      await errno(() => afs.copyFileRange(ctx, i, fh, 0, i, fh, 100, 1000, 0)),
+      Errno.EINVAL,
+      'overlap',
+    );
+    const r = await afs.open(ctx, di, O_RDONLY);
+    assert.equal(
+      await errno(() => afs.copyFileRange(ctx, i, fh, 0, di, r.fh as FileHandle, 0, 10, 0)),
+      Errno.EBADF,
+    );
+    for (const h of [fh, dfh, r.fh as FileHandle]) await afs.release(ctx, i, h, 0);
+  });
+
   it('a file unlinked while open stays readable through its handle', async () => {
     const c = await afs.create(ctx, ino(1n), 'u', 0o644, 0, O_RDWR);
     const i = ino(BigInt(c.entry.ino));

@@ -33,6 +33,13 @@ const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+const FALLOC_FL_ZERO_RANGE = 0x10;
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
+/** Largest copy_file_range per request: Linux's MAX_RW_COUNT (the reply's count is a u32). */
+const MAX_COPY = 0x7ffff000;
 const R_OK = 4;
 const W_OK = 2;
 const X_OK = 1;
@@ -423,6 +430,13 @@ export class ArborFs implements LowLevelFileSystem {
     await this.#tree.flush(Number(fh));
   }
 
+  /**
+   * Durability rule (whoever batches or reorders this must keep it): the reply to FSYNC is sent only after (1) every
+   * chunk of the version is written and fsynced with its directory entry (ChunkStore.put resolves only then, and
+   * recordVersion awaits all puts before it commits), (2) the version op and its register are committed in the same
+   * SQLite transaction as its local batch (so a kill -9 after the reply keeps both: WAL writes are in the page cache),
+   * and (3) syncState has fsynced the WAL and the main file (power loss). Never reply between those steps.
+   */
   async fsync(_ctx: RequestContext, _ino: Ino, fh: FileHandle, _datasync?: boolean): Promise<void> {
     this.#handle(fh);
     await this.#tree.fsync(Number(fh));
@@ -448,11 +462,70 @@ export class ArborFs implements LowLevelFileSystem {
     mode: number,
   ): Promise<void> {
     this.#writable();
-    if (mode !== 0) throw fsError('EOPNOTSUPP');
+    if (mode !== 0) return this.#fallocateMode(fh, offset, length, mode);
     const node = this.#node(ino);
     const a = this.#tree.getattr(node);
     this.#checkSize(offset + length);
     if (offset + length > a.size) await this.#tree.setattr(node, { size: offset + length }, Number(fh));
+  }
+
+  /**
+   * fallocate with flags. Space is never reserved (chunks are stored at flush), so KEEP_SIZE alone does nothing;
+   * PUNCH_HOLE (the kernel only sends it with KEEP_SIZE) and ZERO_RANGE make the range a hole, which reads as zeros
+   * and stores nothing. Every other mode (COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE, ...) is EOPNOTSUPP.
+   */
+  async #fallocateMode(fh: FileHandle, offset: number, length: number, mode: number): Promise<void> {
+    this.#handle(fh);
+    const keep = (mode & FALLOC_FL_KEEP_SIZE) !== 0;
+    const rest = mode & ~FALLOC_FL_KEEP_SIZE;
+    if (!(length > 0) || !(offset >= 0)) throw fsError('EINVAL');
+    if (rest === 0) return;
+    if (rest !== FALLOC_FL_PUNCH_HOLE && rest !== FALLOC_FL_ZERO_RANGE) throw fsError('EOPNOTSUPP');
+    if (rest === FALLOC_FL_PUNCH_HOLE && !keep) throw fsError('EOPNOTSUPP');
+    if (!keep) this.#checkSize(offset + length);
+    await this.#tree.zeroRange(Number(fh), offset, length, keep);
+  }
+
+  /** SEEK_DATA / SEEK_HOLE (the kernel answers SEEK_SET/CUR/END itself): holes are the version's hole refs. */
+  async lseek(
+    _ctx: RequestContext,
+    _ino: Ino,
+    fh: FileHandle,
+    offset: number,
+    whence: number,
+  ): Promise<number> {
+    this.#handle(fh);
+    if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw fsError('EINVAL');
+    return this.#tree.seek(Number(fh), offset, whence === SEEK_DATA ? 'data' : 'hole');
+  }
+
+  /**
+   * copy_file_range within this mount: the destination shares the source's chunk refs (whole chunks are neither
+   * read nor stored again: an instant, deduplicated copy like a reflink); partial chunks are re-cut at the next
+   * flush. The reply's count is 32-bit, so one call copies at most MAX_COPY bytes (callers loop, as for write).
+   */
+  async copyFileRange(
+    _ctx: RequestContext,
+    _inoIn: Ino,
+    fhIn: FileHandle,
+    offIn: number,
+    _inoOut: Ino,
+    fhOut: FileHandle,
+    offOut: number,
+    len: number,
+    flags: number,
+  ): Promise<number> {
+    this.#writable();
+    if (flags !== 0) throw fsError('EINVAL');
+    this.#handle(fhIn);
+    this.#handle(fhOut);
+    const n = Math.min(len, MAX_COPY);
+    const avail = Math.max(
+      0,
+      Math.min(n, this.#tree.getattr(this.#tree.handleNode(Number(fhIn))).size - offIn),
+    );
+    this.#checkSize(offOut + avail);
+    return this.#tree.copyRange(Number(fhIn), offIn, Number(fhOut), offOut, n);
   }
 
   // ---------------------------------------------------------------- directories

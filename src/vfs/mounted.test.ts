@@ -122,7 +122,63 @@ describe('arbor mounted, driven by tools', { skip: mountSkip }, () => {
       fs.closeSync(fd);
     }
     assert.notEqual((await sh(`truncate -s 9P '${f}'`)).code, 0, 'beyond the max file size: EFBIG');
+    // SEEK_DATA/SEEK_HOLE find the two data extents, so copying the 1 TiB file reads and writes only those.
+    const t1 = Date.now();
+    await ok(`cp --sparse=always '${f}' '${f}.cp' && tar -S -cf '${t!.base}/sparse.tar' -C '${mnt}' sparse`);
+    assert.ok(Date.now() - t1 < 10_000, `cp and tar -S took ${Date.now() - t1} ms`);
+    const cp = fs.statSync(`${f}.cp`);
+    assert.equal(cp.size, 2 ** 40);
+    assert.ok(cp.blocks <= 16, `copy st_blocks ${cp.blocks}`);
+    assert.ok(fs.statSync(`${t!.base}/sparse.tar`).size < 1 << 20, 'tar -S stored the holes as holes');
+    const fd2 = fs.openSync(`${f}.cp`, 'r');
+    try {
+      const b = Buffer.alloc(4);
+      fs.readSync(fd2, b, 0, 4, 2 ** 39 - 1);
+      assert.deepEqual([...b], [0, 0x68, 0x69, 0]);
+    } finally {
+      fs.closeSync(fd2);
+    }
     fs.unlinkSync(f);
+    fs.unlinkSync(`${f}.cp`);
+  });
+
+  it('copy_file_range shares chunks: cp --reflink=auto and piecewise copies of 40 MiB move no data', async () => {
+    // Chunks are content-addressed, so a byte-by-byte copy would end up with the same chunk files: what tells a
+    // shared copy apart is that the daemon neither receives nor stores the 40 MiB (its read+write byte counters).
+    const daemonIo = async (): Promise<number> => {
+      const io = await fs.promises.readFile(`/proc/${m!.pid}/io`, 'utf8');
+      return [...io.matchAll(/^[rw]char: (\d+)$/gm)].reduce((n, x) => n + Number(x[1]), 0);
+    };
+    const f = path.join(mnt, 'orig');
+    fs.writeFileSync(f, randomBytes(40 << 20));
+    await ok(`sync '${f}'`);
+    const before = await daemonIo();
+    const t0 = Date.now();
+    await ok(`cp --reflink=auto '${f}' '${f}.cp' && sync '${f}.cp'`);
+    const took = Date.now() - t0;
+    // 3 MiB pieces cut chunks at arbitrary places; the parts are joined again, so they are not re-cut and stored.
+    await ok(`python3 - <<'EOF'
+import os
+s = os.open('${f}', os.O_RDONLY)
+t = os.open('${f}.pieces', os.O_WRONLY | os.O_CREAT, 0o644)
+off = 0
+while True:
+    n = os.copy_file_range(s, t, 3 << 20, off, off)
+    if n == 0:
+        break
+    off += n
+os.fsync(t)
+EOF`);
+    const moved = (await daemonIo()) - before;
+    assert.ok(moved < 4 << 20, `the daemon moved ${moved} bytes for two 40 MiB copies`);
+    assert.ok(took < 2000, `cp took ${took} ms`);
+    await ok(`cmp '${f}' '${f}.cp' && cmp '${f}' '${f}.pieces'`);
+    // An unaligned copy works too (its partial chunks are re-cut and stored).
+    await ok(
+      `python3 -c "import os; s = os.open('${f}', os.O_RDONLY); t = os.open('${f}.odd', os.O_WRONLY | os.O_CREAT); assert os.copy_file_range(s, t, 5 << 20, 12345, 0) == 5 << 20"`,
+    );
+    await ok(`cmp -n $((5 << 20)) -i 12345:0 '${f}' '${f}.odd'`);
+    for (const x of ['', '.cp', '.pieces', '.odd']) fs.unlinkSync(f + x);
   });
 
   it('a git repository: clone, commit, gc and fsck inside the mount', async () => {

@@ -397,4 +397,193 @@ EOF`,
     assert.equal(namelen, 255);
     assert.ok(blocks! > 0);
   },
+
+  async namesDotsAndLimits(d) {
+    // Paths are built by hand: path.join would normalize the dots away.
+    await fs.mkdir(path.join(d, 'sub'));
+    await fs.writeFile(path.join(d, 'plain0'), 'x');
+    await fails(fs.mkdir(`${d}/sub/.`), 'EEXIST');
+    await fails(fs.mkdir(`${d}/sub/..`), 'EEXIST');
+    await fails(fs.rmdir(`${d}/sub/.`), 'EINVAL');
+    await fails(fs.rmdir(`${d}/sub/..`), 'ENOTEMPTY');
+    await fails(fs.unlink(`${d}/sub/.`), 'EISDIR');
+    await fails(fs.rename(`${d}/sub/.`, path.join(d, 'x')), 'EBUSY');
+    await fails(fs.rename(path.join(d, 'plain0'), `${d}/sub/..`), 'EBUSY');
+    await fails(fs.open(`${d}/sub/..`, 'w'), 'EISDIR');
+    // The 255-byte limit counts bytes, not characters: 127 two-byte letters + 1 fit, 128 do not.
+    await fs.writeFile(path.join(d, 'é'.repeat(127) + 'x'), 'x');
+    await fails(fs.writeFile(path.join(d, 'é'.repeat(128)), 'x'), 'ENAMETOOLONG');
+    await fails(fs.mkdir(path.join(d, 'd'.repeat(256))), 'ENAMETOOLONG');
+    await fails(fs.symlink('t', path.join(d, 's'.repeat(256))), 'ENAMETOOLONG');
+    await fails(fs.rename(path.join(d, 'sub'), path.join(d, 'r'.repeat(256))), 'ENAMETOOLONG');
+    await fs.writeFile(path.join(d, 'plain'), 'x');
+    await fails(fs.link(path.join(d, 'plain'), path.join(d, 'l'.repeat(256))), 'ENAMETOOLONG');
+    // Unusual but valid UTF-8 names come back byte for byte.
+    const odd = ['new\nline', 'tab\there', 'back\\slash', '-dash', ' space ', '日本語', '🌳', 'e\u0301', 'é'];
+    for (const n of odd) await fs.writeFile(path.join(d, n), n);
+    const listed = await fs.readdir(d, { encoding: 'buffer' });
+    for (const n of odd) {
+      assert.ok(
+        listed.some((b) => b.equals(Buffer.from(n))),
+        `${JSON.stringify(n)} listed as its exact bytes`,
+      );
+      assert.equal(await fs.readFile(path.join(d, n), 'utf8'), n);
+    }
+  },
+
+  async seekDataAndHole(d) {
+    // Block-aligned data so a block-based filesystem (ext4, tmpfs) reports the same boundaries as arbor's byte-exact ones.
+    const out = await ok(
+      `python3 - <<'EOF'
+import os
+K = 65536
+fd = os.open('s', os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(fd, b'a' * K, 0)
+os.pwrite(fd, b'b' * K, 16 * K)
+os.ftruncate(fd, 64 * K)
+def probe(fd):
+    out = []
+    for off in (0, K - 1, K, 16 * K, 17 * K, 64 * K - 1, 64 * K, 100 * K):
+        for w in (os.SEEK_DATA, os.SEEK_HOLE):
+            try:
+                out.append(str(os.lseek(fd, off, w) // 1024))
+            except OSError as e:
+                out.append(os.strerror(e.errno).split()[0])
+    return ' '.join(out)
+print(probe(fd))
+os.fsync(fd)
+os.close(fd)
+fd = os.open('s', os.O_RDONLY)
+print(probe(fd))
+EOF`,
+      { cwd: d },
+    );
+    const want = '0 64 63 64 1024 64 1024 1088 No 1088 No 4095 No No No No';
+    assert.deepEqual(out.trim().split('\n'), [want, want]);
+    // Tools that look for holes keep them: cp --sparse=always and tar -S round trips stay sparse and equal.
+    await ok(
+      `cp --sparse=always s s.cp && cmp s s.cp && tar -S -cf ../s.tar s && mkdir x && tar -xf ../s.tar -C x`,
+      {
+        cwd: d,
+      },
+    );
+    await ok(`cmp s x/s`, { cwd: d });
+    for (const f of ['s', 's.cp', 'x/s']) {
+      const st = await fs.stat(path.join(d, f));
+      assert.equal(st.size, 64 * 65536);
+      assert.ok(st.blocks <= (4 * 65536) / 512, `${f}: ${st.blocks} blocks, should be sparse`);
+    }
+    await fs.rm(path.join(d, '..', 's.tar'));
+  },
+
+  async fallocateModes(d) {
+    const K = 65536;
+    const data = randomBytes(4 * K);
+    const p = path.join(d, 'f');
+    await fs.writeFile(p, data);
+    await ok(`sync f`, { cwd: d });
+    const before = (await fs.stat(p)).blocks;
+    // -p: punch a hole (keeps the size); the range reads as zeros and no longer counts as stored.
+    await ok(`fallocate -p -o ${K} -l ${K} f`, { cwd: d });
+    let st = await fs.stat(p);
+    assert.equal(st.size, 4 * K);
+    assert.ok(st.blocks <= before - K / 512, `blocks ${before} -> ${st.blocks}`);
+    let want = Buffer.from(data);
+    want.fill(0, K, 2 * K);
+    assert.deepEqual(await fs.readFile(p), want);
+    const hole = await ok(
+      `python3 -c "import os; fd = os.open('f', os.O_RDONLY); print(os.lseek(fd, 0, os.SEEK_HOLE), os.lseek(fd, ${K}, os.SEEK_DATA))"`,
+      { cwd: d },
+    );
+    assert.equal(hole.trim(), `${K} ${2 * K}`);
+    // -z: zero a range inside, then one reaching past the end (which grows the file), then with -n (keeps the size).
+    await ok(`fallocate -z -o ${2 * K + 100} -l 1000 f`, { cwd: d });
+    want.fill(0, 2 * K + 100, 2 * K + 1100);
+    await ok(`fallocate -z -o ${4 * K - 10} -l ${K} f`, { cwd: d });
+    want = Buffer.concat([want.subarray(0, 4 * K - 10), Buffer.alloc(K)]);
+    assert.deepEqual(await fs.readFile(p), want);
+    await ok(`fallocate -z -n -o ${5 * K - 10} -l ${K} f`, { cwd: d });
+    // -n: allocate beyond the end without growing; plain mode grows.
+    await ok(`fallocate -n -o 0 -l ${16 * K} f`, { cwd: d });
+    assert.equal((await fs.stat(p)).size, 5 * K - 10);
+    await ok(`fallocate -o 0 -l ${8 * K} f`, { cwd: d });
+    st = await fs.stat(p);
+    assert.equal(st.size, 8 * K);
+    assert.deepEqual(await fs.readFile(p), Buffer.concat([want, Buffer.alloc(3 * K + 10)]));
+  },
+
+  async copyFileRange(d) {
+    const data = randomBytes(3 << 20);
+    await fs.writeFile(path.join(d, 'src'), data);
+    const out = await ok(
+      `python3 - <<'EOF'
+import os, errno
+s = os.open('src', os.O_RDWR)
+t = os.open('dst', os.O_RDWR | os.O_CREAT, 0o644)
+n = [os.copy_file_range(s, t, 1000, 3, 777)]          # into a new file past its end: a zero gap first
+n.append(os.copy_file_range(s, t, 5 << 20, 100, 5000)) # more than the source has: stops at its end
+n.append(os.copy_file_range(s, t, 10, 3 << 20, 0))     # at the source's end: 0
+try:
+    os.copy_file_range(s, s, 1000, 0, 500)             # overlapping ranges of one file
+    n.append('overlap copied')
+except OSError as e:
+    n.append(errno.errorcode[e.errno])
+n.append(os.copy_file_range(s, s, 4096, 0, (3 << 20) + 4096)) # same file, disjoint: grows it
+print(' '.join(map(str, n)))
+EOF`,
+      { cwd: d },
+    );
+    const total = (3 << 20) - 100;
+    assert.equal(out.trim(), `1000 ${total} 0 EINVAL 4096`);
+    const dst = await fs.readFile(path.join(d, 'dst'));
+    const want = Buffer.alloc(5000 + total);
+    data.copy(want, 777, 3, 1003);
+    data.copy(want, 5000, 100);
+    assert.ok(dst.equals(want), 'copied bytes');
+    const src = await fs.readFile(path.join(d, 'src'));
+    assert.equal(src.length, (3 << 20) + 8192);
+    assert.ok(src.subarray(0, 3 << 20).equals(data));
+    assert.ok(src.subarray((3 << 20) + 4096).equals(data.subarray(0, 4096)));
+    assert.ok(src.subarray(3 << 20, (3 << 20) + 4096).every((b) => b === 0));
+    await ok(`cp --reflink=auto src copy && cmp src copy`, { cwd: d });
+  },
+};
+
+/**
+ * Deliberate differences from ext4, run on the mount only. Names must be valid UTF-8 (like ZFS utf8only or APFS):
+ * names are strings in the replicated ops, so a byte string that is not UTF-8 would be stored mangled (every bad
+ * sequence as U+FFFD) and distinct names would merge; arbor refuses them with EILSEQ instead. ext4 accepts any bytes.
+ */
+export const arborOnlySuite: Record<string, PosixTest> = {
+  async nonUtf8NamesRefused(d) {
+    await fs.writeFile(path.join(d, 'ok'), 'x');
+    await fs.mkdir(path.join(d, 'dir'));
+    const bad = [[0xff], [0x61, 0xfe, 0x62], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xe2, 0x82]].map((b) =>
+      Buffer.concat([Buffer.from(d + '/'), Buffer.from(b)]),
+    );
+    for (const p of bad) {
+      await fails(fs.writeFile(p, 'x'), 'EILSEQ');
+      await fails(fs.mkdir(p), 'EILSEQ');
+      await fails(fs.symlink('ok', p), 'EILSEQ');
+      await fails(fs.link(path.join(d, 'ok'), p), 'EILSEQ');
+      await fails(fs.rename(path.join(d, 'ok'), p), 'EILSEQ');
+      await fails(fs.rename(path.join(d, 'dir'), p), 'EILSEQ');
+      await fails(fs.stat(p), 'EILSEQ');
+    }
+    const fifo = await sh(`python3 -c "import os; os.mkfifo(b'${d}/\\xff')"`);
+    assert.match(fifo.stderr, /Invalid or incomplete multibyte|Illegal byte sequence/);
+    // Nothing was created or renamed, mangled or not.
+    assert.deepEqual((await fs.readdir(d)).sort(), ['dir', 'ok']);
+  },
+
+  async fallocateUnsupportedModes(d) {
+    await fs.writeFile(path.join(d, 'f'), randomBytes(1 << 20));
+    // Collapse and insert would shift every later byte: refused rather than emulated.
+    for (const flag of ['-c', '-i']) {
+      const r = await sh(`fallocate ${flag} -o 65536 -l 65536 f`, { cwd: d });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /not supported/);
+    }
+    assert.equal((await fs.stat(path.join(d, 'f'))).size, 1 << 20);
+  },
 };

@@ -52,6 +52,55 @@ export function checkerSelfTest(): void {
   });
 }
 
+/**
+ * The writer, resumed after a crash, on a plain directory: a path whose last operation was in flight (journalled as
+ * intent, never done) may hold either outcome, so the writer must leave it alone — appending to what it assumes is
+ * the old content would make the next check see a file that is neither (a false "fsynced data lost").
+ */
+export function writerResumeSelfTest(): void {
+  it('the crash writer leaves alone paths whose operation was in flight at the crash', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crash-resume-'));
+    try {
+      const j = path.join(dir, 'journal.jsonl');
+      const m = path.join(dir, 'm');
+      fs.mkdirSync(path.join(m, 'b'), { recursive: true });
+      // b/r: durable old content, then a replace that happened on disk but was never journalled done.
+      const old: Segs = [[11, 3000]];
+      const replaced: Segs = [[12, 5000]];
+      appendEntry(j, { phase: 'intent', op: 'create', path: 'b/r', segs: old });
+      appendEntry(j, { phase: 'done', op: 'create', path: 'b/r', segs: old });
+      appendEntry(j, { phase: 'intent', op: 'replace', path: 'b/r', segs: replaced, tmp: 'b/r.tmp-9' });
+      fs.writeFileSync(path.join(m, 'b', 'r'), render(replaced));
+      // b/u: durable, then an unlink that happened but was never journalled done.
+      appendEntry(j, { phase: 'intent', op: 'create', path: 'b/u', segs: old });
+      appendEntry(j, { phase: 'done', op: 'create', path: 'b/u', segs: old });
+      appendEntry(j, { phase: 'intent', op: 'unlink', path: 'b/u' });
+      assert.deepEqual(checkTree(m, 'b', readJournal(j)).problems, []);
+      const before = readJournal(j).length;
+      // Short stints, each checked like a round: a bad resume shows as a "neither" content or a writer error.
+      for (let stint = 1; stint <= 3; stint++) {
+        const out = await new Promise<string>((resolve) => {
+          const w = spawn(process.execPath, [WRITER, m, 'b', j, String(stint), '25'], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
+          let o = '';
+          w.stdout.setEncoding('utf8').on('data', (d: string) => (o += d));
+          w.stderr.setEncoding('utf8').on('data', (d: string) => (o += d));
+          w.on('exit', () => resolve(o));
+        });
+        assert.match(out, /^done 25/, `stint ${stint}: ${out}`);
+        assert.deepEqual(checkTree(m, 'b', readJournal(j)).problems, [], `after stint ${stint}`);
+      }
+      const touched = readJournal(j)
+        .slice(before)
+        .filter((e) => e.path === 'b/r' || e.path === 'b/u');
+      assert.deepEqual(touched, [], 'unsettled paths were left alone');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
 export function crashSuite(title: string, profile: CrashProfile): void {
   describe(title, { skip: loadSkip() }, () => {
     let t: Target;

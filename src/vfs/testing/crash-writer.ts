@@ -53,13 +53,16 @@ function writeAll(rel: string, segs: Segs, flags: string): void {
   }
 }
 
-// Resume from the journal: the files that are durably present, the directories made.
+// Resume from the journal: the files that are durably present, the directories made. A path whose last operation
+// was in flight at the crash (intent journalled, done never) may hold either outcome — a replace may have renamed
+// over it, an unlink removed it, an append landed after its fsync — so it is left alone from now on: appending to
+// what the journal says is its content would make the next check see content that is neither (a false "lost").
 const state = expectations(readJournal(journal));
 const files = new Map<string, Segs>();
 const dirs: string[] = [base];
 for (const [p, x] of state) {
   if (x.isDir) dirs.push(p);
-  else if (x.durable) files.set(p, x.durable);
+  else if (x.durable && x.maybe.length === 0 && x.appendTo === undefined) files.set(p, x.durable);
 }
 
 let ops = 0;
