@@ -46,8 +46,34 @@ export interface GcReport {
   prunedVersions: number;
 }
 
-/** The stability threshold as this replica knows it now (after a sync). */
-export async function stabilityNow(replicator: Replicator, publishers: Iterable<string>): Promise<Stability> {
+/**
+ * Truncate the log and empty trash below the stability threshold as this replica knows it now (GC syncs first; any
+ * moment is safe, knowing less only truncates less). `opKeys`: a listing of ops/ if the caller has one.
+ */
+export async function truncateStable(
+  replicator: Replicator,
+  opts: { opKeys?: readonly string[]; dryRun?: boolean } = {},
+): Promise<{ stability: Stability; truncation: TruncateReport | undefined }> {
+  const { ctx } = replicator;
+  const keys = opts.opKeys ?? (await ctx.remote.list('ops/'));
+  const published = new Map<string, number>();
+  for (const k of keys) {
+    const p = parseSeqKey('ops', k);
+    if (p !== undefined) published.set(p.replica, Math.max(published.get(p.replica) ?? 0, p.seq));
+  }
+  const stability = await stabilityNow(replicator, published);
+  const truncation =
+    stability.threshold !== undefined && opts.dryRun !== true
+      ? ctx.tree.truncateBelow(stability.threshold, stability.knownToAll)
+      : undefined;
+  return { stability, truncation };
+}
+
+/** The stability rule's verdict from what this replica has applied and the remote's member list. */
+export async function stabilityNow(
+  replicator: Replicator,
+  published: ReadonlyMap<string, number>,
+): Promise<Stability> {
   const { ctx, state } = replicator;
   const horizons = state.peerHorizons;
   const peers = new Map<string, PeerKnowledge>();
@@ -56,10 +82,16 @@ export async function stabilityNow(replicator: Replicator, publishers: Iterable<
     const h = horizons[r];
     peers.set(r, { applied: applied.get(r) ?? 0, ...(h !== undefined ? { horizon: h } : {}) });
   }
+  const positions = ctx.tree.peerPositions();
+  const unapplied = new Set<string>();
+  for (const [r, seq] of published) {
+    if (r !== ctx.replicaId && seq > (positions.get(r) ?? 0)) unapplied.add(r);
+  }
   return computeStability({
     self: ctx.replicaId,
     members: await readMembers(ctx.remote, ctx.crypto),
-    publishers,
+    publishers: published.keys(),
+    unapplied,
     ownClock: state.ownHorizonClock,
     peers,
   });
@@ -135,12 +167,10 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
   const { remote, crypto } = ctx;
   const opKeys = (await remote.list('ops/')).filter((k) => parseSeqKey('ops', k));
   // Truncate and empty trash before the mark, so the chunks of files purged now are swept by this very run.
-  const publishers = new Set(opKeys.map((k) => parseSeqKey('ops', k)!.replica));
-  const stability = await stabilityNow(replicator, publishers);
-  const truncation =
-    stability.threshold !== undefined && !opts.dryRun
-      ? ctx.tree.truncateBelow(stability.threshold, stability.knownToAll)
-      : undefined;
+  const { stability, truncation } = await truncateStable(replicator, {
+    opKeys,
+    dryRun: opts.dryRun === true,
+  });
   /** What each writing replica had applied of every other, from the `seen` of its batches (and its own seqs). */
   const seenBy = new Map<string, Map<string, number>>();
   let done = 0;

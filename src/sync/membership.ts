@@ -36,6 +36,8 @@ export function stabilityReplicas(self: ReplicaId): () => Iterable<ReplicaId> {
 }
 
 const REPLICA = /^[A-Za-z0-9_-]{1,32}$/;
+/** Sorts after every replica id ([A-Za-z0-9_-] are all below '~'): (n, '~') is above every op with counter n. */
+export const ABOVE_EVERY_REPLICA = '~';
 
 export interface Member {
   readonly replica: ReplicaId;
@@ -139,6 +141,8 @@ export interface StabilityInput {
   readonly members: ReadonlyMap<ReplicaId, Member>;
   /** Replicas with published op batches. */
   readonly publishers: Iterable<ReplicaId>;
+  /** Replicas with published batches not applied here yet. */
+  readonly unapplied: ReadonlySet<ReplicaId>;
   /** Clock of this replica's own newest published horizon. */
   readonly ownClock: number | undefined;
   readonly peers: ReadonlyMap<ReplicaId, PeerKnowledge>;
@@ -184,7 +188,13 @@ export function computeStability(input: StabilityInput): Stability {
   const bounds: MemberBound[] = [];
   const live: ReplicaId[] = [];
   for (const m of input.members.values()) {
-    if (m.retired !== undefined) continue;
+    if (m.retired !== undefined) {
+      // What a retired replica published before it went is still to be applied everywhere: not below anything yet.
+      if (input.unapplied.has(m.replica)) {
+        return none(`retired replica ${m.replica} has published batches not applied here yet; sync first`);
+      }
+      continue;
+    }
     live.push(m.replica);
     let bound = m.floor;
     let source: MemberBound['source'] = 'floor';
@@ -208,8 +218,8 @@ export function computeStability(input: StabilityInput): Stability {
   }
   bounds.sort((a, b) => a.bound - b.bound || (a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : 0));
   const low = bounds[0]!;
-  // Every op still to come has a counter > low.bound, so it is larger than (low.bound, any replica id).
-  const threshold: Timestamp = { counter: low.bound, replica: low.replica };
+  // Every op still to come has a counter > low.bound: everything up to (low.bound, any replica id) is stable.
+  const threshold: Timestamp = { counter: low.bound, replica: ABOVE_EVERY_REPLICA };
   const blocker =
     low.source === 'floor'
       ? `replica ${low.replica} has published nothing since it registered (floor ${low.bound}); ` +

@@ -22,7 +22,7 @@ function gcSummary(r: GcReport, dryRun: boolean): string[] {
   const lines = [
     r.threshold === undefined
       ? `gc: log not truncated: ${r.blocker ?? 'nothing is stable yet'}`
-      : `gc: stable below ${r.threshold.counter}@${r.threshold.replica} (held back by ${r.blocker ?? '?'})` +
+      : `gc: ops up to clock ${r.threshold.counter} are stable (${r.blocker ?? '?'})` +
         (t === undefined
           ? ''
           : `; log ${t.logBefore} -> ${t.logAfter} rows; ${t.purgedNodes} trash entries and ${t.purgedInodes} files emptied` +
