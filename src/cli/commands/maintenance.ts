@@ -19,9 +19,10 @@ function parseRetention(keep: string): Retention {
 
 function gcSummary(r: GcReport, dryRun: boolean): string[] {
   const t = r.truncation;
+  const progressed = t !== undefined && (t.logAfter < t.logBefore || t.purgedNodes + t.purgedInodes > 0);
   const lines = [
-    r.threshold === undefined
-      ? `gc: log not truncated: ${r.blocker ?? 'nothing is stable yet'}`
+    r.threshold === undefined || (!progressed && !dryRun)
+      ? `gc: log not truncated, trash not emptied: ${r.blocker ?? 'nothing is stable yet'}`
       : `gc: ops up to clock ${r.threshold.counter} are stable (${r.blocker ?? '?'})` +
         (t === undefined
           ? ''
