@@ -21,6 +21,7 @@ import {
   sealCheckpoint,
 } from './codec.js';
 import { assertNotRetired, joinReplicaSet } from './join.js';
+import { isRetired } from './membership.js';
 import { SyncState } from './state.js';
 
 /** The chunk store as sync needs it: the real CachedChunkStore satisfies it. */
@@ -199,7 +200,8 @@ export class Replicator {
         if (
           opts.announce === true &&
           pushed2.batches === 0 &&
-          (this.positionsAdvanced() || this.horizonStale())
+          (this.positionsAdvanced() || this.horizonStale()) &&
+          !(await isRetired(this.ctx.remote, this.ctx.replicaId))
         ) {
           announced = await this.announceNow();
         }
