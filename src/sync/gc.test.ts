@@ -14,10 +14,11 @@ import type { Timestamp } from '../crdt/types.js';
 import { ReplicaRetiredError } from '../errors.js';
 import { Arbor } from '../index.js';
 import type { Remote } from '../remote/types.js';
-import type { TreeOpBatch } from '../tree/types.js';
+import { ROOT, type TreeOpBatch } from '../tree/types.js';
 import { parseSeqKey } from './codec.js';
 import { collectGarbage, truncateStable } from './gc.js';
 import { retireReplica } from './join.js';
+import { startSyncLoop } from './loop.js';
 import { Replicator, type SyncContext } from './replicator.js';
 
 const tmps: string[] = [];
@@ -402,6 +403,40 @@ describe('gc: log truncation and trash emptying across replicas', () => {
     } finally {
       await a.close();
       await silent.close();
+    }
+  });
+
+  it("a mount's sync loop truncates now and then, and keeps an open unlinked file readable", async () => {
+    const root = await tmp();
+    const a = await initWorkspace(join(root, 'a'), join(root, 'remote'), { cacheBytes: CACHE });
+    try {
+      const fa = new Arbor(a.tree);
+      await fa.writeFile('/gone', 'bye');
+      await fa.writeFile('/open', 'held open');
+      const gone = a.tree.lookupId(ROOT, 'gone');
+      const held = a.tree.lookupId(ROOT, 'open');
+      const h = await fa.open('/open', 'r');
+      await fa.unlink('/gone');
+      await fa.unlink('/open');
+      const loop = await startSyncLoop(a, { intervalMs: 20, idleIntervalMs: 20, truncateEveryMs: 1 });
+      const until = async (what: string, ok: () => boolean): Promise<void> => {
+        for (let i = 0; i < 250 && !ok(); i++) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(ok(), what);
+      };
+      try {
+        await until('the deleted file is emptied from trash', () => a.tree.isPurged(gone));
+        assert.equal(a.tree.isPurged(held), false);
+        assert.equal((await h.readFile()).toString(), 'held open');
+        await h.close();
+        await fa.writeFile('/later', 'x'); // activity: the loop syncs and truncates again
+        await until('the closed file goes too', () => a.tree.isPurged(held));
+      } finally {
+        await loop.stop();
+      }
+      assert.deepEqual(await fa.readdir('/'), ['later']);
+      a.tree.verify();
+    } finally {
+      await a.close();
     }
   });
 
