@@ -185,5 +185,9 @@ describe('arbor gc end to end (dir backend)', () => {
     for (const p of files.keys()) assert.ok(ls.includes(p.slice(1)), `${p} listed on B`);
     const retired = await arbor('sync', C);
     assert.notEqual(retired.code, 0);
+    assert.match(retired.stderr, /retired/);
+    // Every check still passes after all that: every live file's chunks verify, every batch opens.
+    await ok('fsck', A);
+    await ok('fsck', B);
   });
 });
