@@ -67,6 +67,18 @@ export class WrongKeyError extends ArborError {
   }
 }
 
+/** This replica was retired (`arbor gc --retire`): its ops could be dropped by replicas that truncated, so it never
+ * publishes again. EROFS: it can still be read. */
+export class ReplicaRetiredError extends ArborError {
+  constructor(replica: string) {
+    super(
+      'ARBOR_REPLICA_RETIRED',
+      Errno.EROFS,
+      `replica ${replica} was retired from this filesystem and can no longer publish; clone a new replica`,
+    );
+  }
+}
+
 /** Extract an errno from anything thrown; unknown errors map to EIO. */
 export function errnoOf(err: unknown): number {
   if (err instanceof ArborError) return err.errno;

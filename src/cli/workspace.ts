@@ -26,6 +26,7 @@ import { ArborError, Errno, InvalidInputError, RemoteNotFoundError } from '../er
 import { openRemote, type OpenRemoteOptions } from '../remote/index.js';
 import { redact } from '../remote/url.js';
 import type { Remote } from '../remote/types.js';
+import { joinReplicaSet } from '../sync/join.js';
 import { stabilityReplicas } from '../sync/membership.js';
 import { FileTree } from '../tree/filetree.js';
 
@@ -311,7 +312,21 @@ export async function initWorkspace(
   } finally {
     await remote.close();
   }
-  return openWorkspace(dir, opts.remoteOptions ? { remoteOptions: opts.remoteOptions } : {});
+  return joined(await openWorkspace(dir, opts.remoteOptions ? { remoteOptions: opts.remoteOptions } : {}));
+}
+
+/**
+ * Register a new replica on the remote before it pulls or makes anything (the join protocol, src/sync/membership.ts),
+ * so no replica truncates its log past what this one may still send.
+ */
+async function joined(ws: Workspace): Promise<Workspace> {
+  try {
+    await joinReplicaSet(ws);
+    return ws;
+  } catch (err) {
+    await ws.close();
+    throw err;
+  }
 }
 
 async function writeConfigFiles(
@@ -387,7 +402,7 @@ export async function cloneWorkspace(
   } finally {
     await remote.close();
   }
-  return openWorkspace(dir, opts.remoteOptions ? { remoteOptions: opts.remoteOptions } : {});
+  return joined(await openWorkspace(dir, opts.remoteOptions ? { remoteOptions: opts.remoteOptions } : {}));
 }
 
 // ---------------------------------------------------------------------------------------------------- open

@@ -17,6 +17,8 @@ const MIGRATIONS: readonly string[] = [
                           PRIMARY KEY (node, id)) WITHOUT ROWID;
    -- Replication positions of peers: last applied batch seq and the largest Lamport counter seen from each.
    CREATE TABLE peers (replica TEXT PRIMARY KEY, seq INTEGER NOT NULL, counter INTEGER NOT NULL) WITHOUT ROWID;`,
+  // Nodes and inodes emptied from trash by GC: gone for good; late ops addressing them must not resurrect registers.
+  `CREATE TABLE purged (id TEXT PRIMARY KEY) WITHOUT ROWID;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -65,6 +67,11 @@ export class StateDb {
     peerPut: Statement<[string, number, number]>;
     peersAll: Statement<[]>;
     nodeCount: Statement<[]>;
+    logCount: Statement<[]>;
+    deleteNode: Statement<[string]>;
+    deleteVersionsOf: Statement<[string]>;
+    purgedAdd: Statement<[string]>;
+    purgedHas: Statement<[string]>;
   };
 
   constructor(path: string, opts: StateDbOptions = {}) {
@@ -108,6 +115,11 @@ export class StateDb {
       ),
       peersAll: p('SELECT replica, seq, counter FROM peers'),
       nodeCount: p('SELECT count(*) AS n FROM nodes'),
+      logCount: p('SELECT count(*) AS n FROM log'),
+      deleteNode: p('DELETE FROM nodes WHERE id = ?'),
+      deleteVersionsOf: p('DELETE FROM versions WHERE node = ?'),
+      purgedAdd: p('INSERT OR IGNORE INTO purged (id) VALUES (?)'),
+      purgedHas: p('SELECT 1 FROM purged WHERE id = ?'),
     };
   }
 
@@ -205,6 +217,21 @@ export class StateDb {
   }
   peers(): Array<{ replica: string; seq: number; counter: number }> {
     return this.s.peersAll.all() as Array<{ replica: string; seq: number; counter: number }>;
+  }
+
+  // ---- GC: emptying trash for good
+
+  logCount(): number {
+    return (this.s.logCount.get() as { n: number }).n;
+  }
+  /** Remove a node for good: its placement, registers and versions; remember it as purged. */
+  purgeNode(id: string): void {
+    this.s.deleteNode.run(id);
+    this.s.deleteVersionsOf.run(id);
+    this.s.purgedAdd.run(id);
+  }
+  isPurged(id: string): boolean {
+    return this.s.purgedHas.get(id) !== undefined;
   }
 
   close(): void {

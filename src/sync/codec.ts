@@ -87,6 +87,35 @@ export function checkOp(op: unknown, key: string): TreeOp {
 export interface RemoteBatch extends TreeOpBatch {
   /** Peer positions (replica → last applied seq) at push time; GC uses them to know what every replica has seen. */
   readonly seen?: Readonly<Record<string, number>>;
+  /**
+   * Present only on a batch that carried every local op its author had committed when it was written (nothing left
+   * pending): a promise about everything the author will publish later. See src/sync/membership.ts.
+   */
+  readonly horizon?: Horizon;
+}
+
+/**
+ * What a replica's published state proves. `clock`: its Lamport counter when the batch was written — every op it
+ * publishes later has a larger counter. `seen`: per replica, the largest op counter it had applied from it (batches
+ * arrive in seq order and a replica's counters grow with its seqs, so it had applied every op of that replica up to
+ * there).
+ */
+export interface Horizon {
+  readonly clock: number;
+  readonly seen: Readonly<Record<string, number>>;
+}
+
+function parseHorizon(v: unknown): Horizon | undefined {
+  const h = v as { clock?: unknown; seen?: unknown } | null;
+  if (typeof h !== 'object' || h === null) return undefined;
+  if (typeof h.clock !== 'number' || !Number.isSafeInteger(h.clock) || h.clock < 0) return undefined;
+  const seen: Record<string, number> = {};
+  if (typeof h.seen === 'object' && h.seen !== null) {
+    for (const [r, n] of Object.entries(h.seen as Record<string, unknown>)) {
+      if (REPLICA.test(r) && typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) seen[r] = n;
+    }
+  }
+  return { clock: h.clock, seen };
 }
 
 export function sealBatch(crypto: FsCrypto, batch: RemoteBatch): Uint8Array {
@@ -111,7 +140,15 @@ export function openBatch(crypto: FsCrypto, key: string, sealed: Uint8Array): Re
       if (REPLICA.test(r) && typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) seen[r] = n;
     }
   }
-  return { version: 1, replica: where.replica, seq: where.seq, ops: b.ops.map((o) => checkOp(o, key)), seen };
+  const horizon = parseHorizon(b.horizon);
+  return {
+    version: 1,
+    replica: where.replica,
+    seq: where.seq,
+    ops: b.ops.map((o) => checkOp(o, key)),
+    seen,
+    ...(horizon !== undefined ? { horizon } : {}),
+  };
 }
 
 /**

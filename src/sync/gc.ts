@@ -1,10 +1,14 @@
-// Garbage collection of remote chunks, safe with concurrent replicas: mark over every replica's published state
-// (all op batches and checkpoints) plus local unpushed ops, sweep only chunks unreferenced for a whole grace period,
-// and prune history by a retention policy. Knows nothing of the CLI or FUSE.
+// Garbage collection, safe with concurrent replicas: truncate the CRDT log and empty trash below the causally stable
+// threshold of the registered replica set (membership.ts), then mark chunks over every replica's published state (all
+// op batches and checkpoints) plus local unpushed ops, minus files emptied from trash, prune history by a retention
+// policy, and sweep only chunks unreferenced for a whole grace period. Knows nothing of the CLI or FUSE.
 import { isHole } from '../chunks/types.js';
 import { InvalidInputError } from '../errors.js';
+import type { Timestamp } from '../crdt/types.js';
+import type { TruncateReport } from '../tree/filetree.js';
 import type { ContentVersion, TreeOp } from '../tree/types.js';
 import { openBatch, openCheckpoint, parseSeqKey } from './codec.js';
+import { computeStability, readMembers, type PeerKnowledge, type Stability } from './membership.js';
 import type { Replicator } from './replicator.js';
 
 export type Retention = { readonly keep: 'all' } | { readonly versions: number } | { readonly days: number };
@@ -30,6 +34,67 @@ export interface GcReport {
   deleted: number;
   /** Unreferenced but still inside the grace period. */
   waiting: number;
+  /** Ops below this timestamp can never arrive again (undefined: nothing is stable yet). */
+  threshold: Timestamp | undefined;
+  /** Why the threshold is not higher (which replica holds it back). */
+  blocker: string | undefined;
+  /** Log truncation and trash emptying (undefined on a dry run or when nothing is stable). */
+  truncation: TruncateReport | undefined;
+  /** CRDT log rows now. */
+  logRows: number;
+  /** Versions newly marked pruned in history. */
+  prunedVersions: number;
+}
+
+/**
+ * Truncate the log and empty trash below the stability threshold as this replica knows it now (GC syncs first; any
+ * moment is safe, knowing less only truncates less). `opKeys`: a listing of ops/ if the caller has one.
+ */
+export async function truncateStable(
+  replicator: Replicator,
+  opts: { opKeys?: readonly string[]; dryRun?: boolean } = {},
+): Promise<{ stability: Stability; truncation: TruncateReport | undefined }> {
+  const { ctx } = replicator;
+  const keys = opts.opKeys ?? (await ctx.remote.list('ops/'));
+  const published = new Map<string, number>();
+  for (const k of keys) {
+    const p = parseSeqKey('ops', k);
+    if (p !== undefined) published.set(p.replica, Math.max(published.get(p.replica) ?? 0, p.seq));
+  }
+  const stability = await stabilityNow(replicator, published);
+  const truncation =
+    stability.threshold !== undefined && opts.dryRun !== true
+      ? ctx.tree.truncateBelow(stability.threshold, stability.knownToAll)
+      : undefined;
+  return { stability, truncation };
+}
+
+/** The stability rule's verdict from what this replica has applied and the remote's member list. */
+export async function stabilityNow(
+  replicator: Replicator,
+  published: ReadonlyMap<string, number>,
+): Promise<Stability> {
+  const { ctx, state } = replicator;
+  const horizons = state.peerHorizons;
+  const peers = new Map<string, PeerKnowledge>();
+  const applied = ctx.tree.seenCounters();
+  for (const r of new Set([...applied.keys(), ...Object.keys(horizons)])) {
+    const h = horizons[r];
+    peers.set(r, { applied: applied.get(r) ?? 0, ...(h !== undefined ? { horizon: h } : {}) });
+  }
+  const positions = ctx.tree.peerPositions();
+  const unapplied = new Set<string>();
+  for (const [r, seq] of published) {
+    if (r !== ctx.replicaId && seq > (positions.get(r) ?? 0)) unapplied.add(r);
+  }
+  return computeStability({
+    self: ctx.replicaId,
+    members: await readMembers(ctx.remote, ctx.crypto),
+    publishers: published.keys(),
+    unapplied,
+    ownClock: state.ownHorizonClock,
+    peers,
+  });
 }
 
 interface SeenVersion {
@@ -81,9 +146,8 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
   const now = opts.now ?? Date.now();
   const grace = opts.graceMs ?? 86_400_000;
   const retention = opts.retention ?? { keep: 'all' };
-  // Publish our own ops first so the mark below covers them, and learn everyone else's.
-  await replicator.sync();
-  ctx.tree.truncateStable();
+  // Publish our own ops (and a horizon) first so the mark below covers them, and learn everyone else's.
+  await replicator.sync({ announce: true });
 
   const versions = new Map<string, Map<string, SeenVersion>>();
   const located = new Map<SeenVersion, { replica: string; seq: number }>();
@@ -102,6 +166,11 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
   };
   const { remote, crypto } = ctx;
   const opKeys = (await remote.list('ops/')).filter((k) => parseSeqKey('ops', k));
+  // Truncate and empty trash before the mark, so the chunks of files purged now are swept by this very run.
+  const { stability, truncation } = await truncateStable(replicator, {
+    opKeys,
+    dryRun: opts.dryRun === true,
+  });
   /** What each writing replica had applied of every other, from the `seen` of its batches (and its own seqs). */
   const seenBy = new Map<string, Map<string, number>>();
   let done = 0;
@@ -125,11 +194,21 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
   const live = new Set<string>();
   let total = 0;
   let retained = 0;
-  for (const m of versions.values()) {
+  let prunedVersions = 0;
+  for (const [node, m] of versions) {
+    // A file emptied from trash is gone on every replica that can still address anything: nothing of it is live.
+    if (ctx.tree.isPurged(node)) continue;
     total += m.size;
     const keep = retainedVersions([...m.values()], retention, now);
     retained += keep.length;
     for (const s of keep) for (const c of s.v.chunks) if (!isHole(c)) live.add(c.id);
+    if (!opts.dryRun && keep.length < m.size) {
+      const kept = new Set(keep);
+      const gone = [...m.values()].filter((s) => !kept.has(s)).map((s) => s.v.id);
+      const before = ctx.tree.versions(node).length;
+      ctx.tree.markPruned(node, gone);
+      prunedVersions += before - ctx.tree.versions(node).length;
+    }
   }
   // Chunks still waiting for upload here are referenced by local writes in progress.
   for (const row of ctx.db.prepare('SELECT id FROM chunk_cache WHERE uploaded = 0').all() as Array<{
@@ -157,6 +236,8 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
     }
   }
   if (!opts.dryRun) replicator.state.setGcCandidates(next);
+  // Publish the pruned-history marks, so every replica's `arbor log` stops offering those versions.
+  if (prunedVersions > 0) await replicator.push();
   return {
     batchesScanned: opKeys.length,
     checkpointsScanned: cpKeys.length,
@@ -167,5 +248,10 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
     unreferenced,
     deleted,
     waiting: next.size,
+    threshold: stability.threshold,
+    blocker: stability.blocker,
+    truncation,
+    logRows: ctx.tree.logLength,
+    prunedVersions,
   };
 }

@@ -3,6 +3,7 @@
 // commands. Knows nothing of FUSE (the mount passes onChanges).
 import type { TreeChange } from '../tree/types.js';
 import { serveControl } from './control.js';
+import { truncateStable } from './gc.js';
 import { Replicator, type ReplicatorOptions, type SyncContext, type SyncReport } from './replicator.js';
 
 export interface SyncLoopOptions extends ReplicatorOptions {
@@ -19,6 +20,11 @@ export interface SyncLoopOptions extends ReplicatorOptions {
   /** Backoff while the remote is unreachable: first delay and cap. Default 1 s .. 60 s, jittered. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /**
+   * Truncate the CRDT log and empty trash (gc.ts truncateStable, no chunk sweep) after a successful sync at most this
+   * often. Default 10 min; 0 = never (then only `arbor gc` does it).
+   */
+  truncateEveryMs?: number;
   /** Serve the control socket here (e.g. <dir>/control.sock) so `arbor sync/status <dir>` reach this process. */
   socketPath?: string;
   /** One line per state change (unreachable, reachable again); default silent. */
@@ -61,6 +67,25 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
   let lastSync: number | undefined;
   let lastError: string | undefined;
   let cycle: Promise<void> = Promise.resolve();
+  const truncateEvery = opts.truncateEveryMs ?? 600_000;
+  let lastTruncate = Date.now();
+
+  /** Occasional truncation, inside the sync chain (no pull applies meanwhile). Failures only postpone it. */
+  const maybeTruncate = async (): Promise<void> => {
+    if (ctx.readOnly || truncateEvery <= 0 || Date.now() - lastTruncate < truncateEvery) return;
+    lastTruncate = Date.now();
+    try {
+      const { truncation } = await truncateStable(replicator);
+      if (truncation !== undefined && truncation.logAfter < truncation.logBefore) {
+        opts.log?.(
+          `log truncated ${truncation.logBefore} -> ${truncation.logAfter} rows; ` +
+            `${truncation.purgedNodes} trash entries and ${truncation.purgedInodes} files emptied`,
+        );
+      }
+    } catch (err) {
+      opts.log?.(`log truncation skipped: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
 
   const runOnce = async (checkpoint = false): Promise<SyncReport> => {
     const report = await replicator.sync({ checkpoint });
@@ -85,6 +110,7 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
       if (!running) return;
       try {
         await runOnce();
+        await maybeTruncate();
         if (reachable === false) opts.log?.('remote reachable again; caught up');
         reachable = true;
         failures = 0;

@@ -10,6 +10,7 @@ import type { FileTree } from '../tree/filetree.js';
 import type { ContentVersion, TreeChange, TreeMeta, TreeOp } from '../tree/types.js';
 import {
   type Checkpoint,
+  type Horizon,
   type RemoteBatch,
   checkpointKey,
   openBatch,
@@ -19,6 +20,8 @@ import {
   sealBatch,
   sealCheckpoint,
 } from './codec.js';
+import { assertNotRetired, joinReplicaSet } from './join.js';
+import { isRetired } from './membership.js';
 import { SyncState } from './state.js';
 
 /** The chunk store as sync needs it: the real CachedChunkStore satisfies it. */
@@ -185,6 +188,7 @@ export class Replicator {
       try {
         const reach = await checkReachable(this.ctx.remote);
         if (!reach.reachable) throw new RemoteUnavailableError(`remote unreachable: ${reach.error}`);
+        await this.beforePublish();
         const pushed = await this.pushNow(opts.onProgress);
         const pulled = await this.pullNow(opts.onProgress);
         // Push again: the pull cannot add local ops, but writes made meanwhile should not wait a whole interval.
@@ -193,7 +197,12 @@ export class Replicator {
           await withTimeout(this.ctx.store.flushUploads(), this.uploadTimeoutMs, 'chunk upload');
         }
         let announced = 0;
-        if (opts.announce === true && pushed2.batches === 0 && this.positionsAdvanced()) {
+        if (
+          opts.announce === true &&
+          pushed2.batches === 0 &&
+          (this.positionsAdvanced() || this.horizonStale()) &&
+          !(await isRetired(this.ctx.remote, this.ctx.replicaId))
+        ) {
           announced = await this.announceNow();
         }
         const moved = pushed.ops + pulled.ops + pushed2.ops;
@@ -228,7 +237,40 @@ export class Replicator {
   }
 
   push(): Promise<{ batches: number; ops: number }> {
-    return this.serial(() => this.pushNow());
+    return this.serial(async () => {
+      await this.beforePublish();
+      return this.pushNow();
+    });
+  }
+
+  /** Register if this replica never did; refuse to publish once retired (only asked when there is something). */
+  private async beforePublish(): Promise<void> {
+    if (this.ctx.readOnly) return;
+    await joinReplicaSet(this.ctx, this.state);
+    if (this.ctx.tree.localSeq > this.state.pushed.local || this.state.plan !== undefined) {
+      await assertNotRetired(this.ctx);
+    }
+  }
+
+  /** This replica's clock moved past its newest published horizon (GC wants it published). */
+  private horizonStale(): boolean {
+    return this.ctx.tree.clockCounter > (this.state.ownHorizonClock ?? -1);
+  }
+
+  /**
+   * The horizon a batch covering local batches up to `to` may carry: only when nothing else is pending, so that
+   * every op this replica makes later has a larger counter than the clock it states. Read synchronously with the
+   * batch contents.
+   */
+  private horizonFor(to: number): Horizon | undefined {
+    const { tree } = this.ctx;
+    if (tree.localSeq !== to) return undefined;
+    return { clock: tree.clockCounter, seen: Object.fromEntries(tree.seenCounters()) };
+  }
+
+  /** After a batch is on the remote: remember the horizon it published (not when the object was an older one). */
+  private published(batch: RemoteBatch, written: boolean): void {
+    if (written && batch.horizon !== undefined) this.state.setOwnHorizonClock(batch.horizon.clock);
   }
 
   pull(onProgress?: (p: Progress) => void): Promise<{ batches: number; ops: number; change: TreeChange }> {
@@ -255,18 +297,21 @@ export class Replicator {
     if (this.ctx.tree.localSeq !== pushed.local) return 0;
     const plan = { rseq: pushed.rseq + 1, from: pushed.local + 1, to: pushed.local };
     this.state.setPlan(plan);
+    const horizon = this.horizonFor(plan.to);
     const batch: RemoteBatch = {
       version: 1,
       replica: this.ctx.replicaId,
       seq: plan.rseq,
       ops: [],
       seen: Object.fromEntries(this.ctx.tree.peerPositions()),
+      ...(horizon !== undefined ? { horizon } : {}),
     };
-    await this.ctx.remote.putIfAbsent(
+    const written = await this.ctx.remote.putIfAbsent(
       opsKey(this.ctx.replicaId, plan.rseq),
       sealBatch(this.ctx.crypto, batch),
     );
     this.state.completePlan(plan);
+    this.published(batch, written);
     this.state.setPublishedSeen(batch.seen ?? {});
     return 1;
   }
@@ -311,17 +356,20 @@ export class Replicator {
       }
       const merged: TreeOp[] = [];
       while (at < local.length && local[at]!.seq <= p.to) merged.push(...local[at++]!.ops);
+      const horizon = this.horizonFor(p.to);
       const batch: RemoteBatch = {
         version: 1,
         replica: this.ctx.replicaId,
         seq: p.rseq,
         ops: merged,
         seen: Object.fromEntries(tree.peerPositions()),
+        ...(horizon !== undefined ? { horizon } : {}),
       };
       // Chunks before the batch: no replica ever sees an op whose data is missing (DESIGN.md §5).
       await withTimeout(store.whenUploaded(chunkIdsOf(merged)), this.uploadTimeoutMs, 'chunk upload');
-      await remote.putIfAbsent(opsKey(this.ctx.replicaId, p.rseq), sealBatch(crypto, batch));
+      const written = await remote.putIfAbsent(opsKey(this.ctx.replicaId, p.rseq), sealBatch(crypto, batch));
       this.state.completePlan(p);
+      this.published(batch, written);
       this.state.setPublishedSeen(batch.seen ?? {});
       batches++;
       ops += merged.length;
@@ -380,6 +428,7 @@ export class Replicator {
         });
         let group: TreeOp[] = [];
         let withOps = 0;
+        let horizon: Horizon | undefined;
         let last = 0;
         const flush = (): void => {
           if (last === 0) return;
@@ -389,12 +438,15 @@ export class Replicator {
         };
         for (const b of batches) {
           if (b.ops.length > 0) withOps = b.seq;
+          if (b.horizon !== undefined) horizon = b.horizon;
           if (group.length > 0 && group.length + b.ops.length > 4 * this.maxOps) flush();
           group.push(...b.ops);
           last = b.seq;
           ops += b.ops.length;
         }
         flush();
+        // Recorded only once the window's batches are applied: a horizon speaks for everything before it.
+        if (horizon !== undefined) this.state.setPeerHorizon(replica, horizon);
         if (withOps > 0) this.state.setAppliedWithOps({ ...this.state.appliedWithOps, [replica]: withOps });
         done += window.length;
         onProgress?.({ phase: 'pull', done, total });

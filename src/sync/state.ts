@@ -1,6 +1,7 @@
 // Sync's own persisted state in state.sqlite3 (sync_* tables): push position, an in-flight push plan, last sync
 // results, GC candidates. Knows nothing of the tree's tables (the tree keeps peer positions itself).
 import type BetterSqlite3 from 'better-sqlite3';
+import type { Horizon } from './codec.js';
 
 export interface PushPlan {
   /** Remote seq being written. */
@@ -65,6 +66,32 @@ export class SyncState {
   }
   setAppliedWithOps(v: Record<string, number>): void {
     this.write('appliedWithOps', v);
+  }
+
+  // ---- membership and horizons (membership.ts)
+
+  /** The floor this replica registered with, once it did. */
+  get registeredFloor(): number | undefined {
+    return this.read<number | null>('registeredFloor', null) ?? undefined;
+  }
+  setRegisteredFloor(n: number): void {
+    this.write('registeredFloor', n);
+  }
+
+  /** Clock of this replica's newest published horizon. */
+  get ownHorizonClock(): number | undefined {
+    return this.read<number | null>('ownHorizonClock', null) ?? undefined;
+  }
+  setOwnHorizonClock(n: number): void {
+    this.write('ownHorizonClock', n);
+  }
+
+  /** Per replica, its newest horizon applied here. */
+  get peerHorizons(): Record<string, Horizon> {
+    return this.read('peerHorizons', {});
+  }
+  setPeerHorizon(replica: string, h: Horizon): void {
+    this.write('peerHorizons', { ...this.peerHorizons, [replica]: h });
   }
 
   get lastSync(): { time: number; ok: boolean; error?: string } | undefined {

@@ -86,6 +86,8 @@ export const LOST_FOUND: NodeId = 'lost+found';
 const XATTR_SIZE_MAX = 65536;
 const SYMLINK_MAX = 4095;
 const CONFLICT_SEP = '#';
+/** Register field prefix marking a version whose chunks GC deleted by retention (replicated like `dismiss:`). */
+const PRUNED = 'pruned:';
 
 export interface FileTreeOptions {
   /** This replica's id; default: the one saved in the state, else a fresh random one. */
@@ -123,6 +125,19 @@ interface Handle {
   readonly file: OpenFile;
   readonly write: boolean;
   readonly append: boolean;
+}
+
+/** What FileTree.truncateBelow did. */
+export interface TruncateReport {
+  /** CRDT log rows before and after. */
+  logBefore: number;
+  logAfter: number;
+  /** Trash entries (links, empty directories) removed for good. */
+  purgedNodes: number;
+  /** Inodes removed with their last link (registers and versions: their chunks become unreferenced). */
+  purgedInodes: number;
+  /** Inodes whose last link went but which are still open here (or have unstable registers): retried next time. */
+  deferredOpen: number;
 }
 
 export interface OpenFlags {
@@ -342,6 +357,8 @@ export class FileTree {
     }
     const dirty = new Set<NodeId>();
     for (const op of ops) {
+      // A purged node is gone for good (see truncateBelow): a late op must not resurrect an orphan register row.
+      if (op.type !== 'move' && this.getRegs(op.node) === undefined && this.db.isPurged(op.node)) continue;
       if (op.type === 'set') {
         let regs = this.getRegs(op.node);
         for (const [field, value] of Object.entries(op.fields)) {
@@ -1388,7 +1405,13 @@ export class FileTree {
 
   /** Every recorded version of a file, oldest first. */
   versions(id: NodeId): ContentVersion[] {
-    return this.db.versionsOf(this.realId(id)).map((d) => JSON.parse(d) as ContentVersion);
+    const node = this.realId(id);
+    // Versions GC pruned by retention are still rows (the version DAG derives conflict heads from them) but their
+    // chunks are gone: history does not offer them.
+    return this.db
+      .versionsOf(node)
+      .map((d) => JSON.parse(d) as ContentVersion)
+      .filter((v) => this.reg(node, `${PRUNED}${v.id}`) == null);
   }
 
   /** Make an old version current again (a new version with that content, based on the current one). */
@@ -1515,6 +1538,132 @@ export class FileTree {
       for (const [, p] of this.crdt.nodes()) if (p.meta.k === 'l') real++;
       if (n !== real) throw new Error(`link index has ${n} entries for ${real} links`);
     }
+  }
+
+  // ---------------------------------------------------------------- GC: log truncation, emptying trash
+
+  /** Rows of the CRDT log (the untruncated suffix). */
+  get logLength(): number {
+    return this.crdt.logLength;
+  }
+
+  /** This replica's Lamport counter: every op it makes from now on has a larger one. */
+  get clockCounter(): number {
+    return this.clock.counter;
+  }
+
+  /**
+   * Per replica, the largest op counter applied from it (this replica's own ops excluded). Batches of a replica are
+   * applied in its seq order and its counters grow with its seqs, so every op of it up to there has been applied.
+   */
+  seenCounters(): Map<ReplicaId, number> {
+    const m = new Map<ReplicaId, number>();
+    for (const p of this.db.peers()) if (p.replica !== this.replica) m.set(p.replica, p.counter);
+    // A checkpoint restore records peers without counters; the moves it applied were observed by the CRDT.
+    for (const [r, ts] of this.crdt.latestSeen()) {
+      if (r !== this.replica && m.has(r)) m.set(r, Math.max(m.get(r)!, ts.counter));
+    }
+    return m;
+  }
+
+  /** Was this node or inode emptied from trash by GC? */
+  isPurged(id: NodeId): boolean {
+    return this.db.isPurged(id);
+  }
+
+  /**
+   * Mark versions of a file as pruned by retention (their chunks are about to be deleted): one replicated register
+   * per version, so every replica's history stops offering them. Heads are never pruned by GC.
+   */
+  markPruned(inode: NodeId, versionIds: readonly string[]): void {
+    const fresh = versionIds.filter((v) => this.reg(inode, `${PRUNED}${v}`) == null);
+    if (fresh.length === 0 || this.getRegs(inode) === undefined) return;
+    this.commit([this.set(inode, Object.fromEntries(fresh.map((v) => [`${PRUNED}${v}`, 1])))]);
+  }
+
+  /**
+   * Truncate the CRDT log below `threshold` and empty trash there. The caller (sync's membership rule) guarantees that
+   * no op with a timestamp below `threshold` will ever arrive again, and `knownToAll(ts)` that every replica able to
+   * make ops has applied the op at `ts`. A trash entry is purged when the move that put it there is below the
+   * threshold and known to all (then nobody can address it again: a replica that saw it in trash cannot name it),
+   * it has no children, and no later move of it is logged. An inode goes with its last link — when no link node of
+   * it remains anywhere and no handle here has it open (an unlinked-while-open file stays readable); one still open
+   * is retried by the next call. Returns what it did; one transaction.
+   */
+  truncateBelow(threshold: Timestamp, knownToAll: (ts: Timestamp) => boolean): TruncateReport {
+    if (this.closed) throw fsError('EIO', 'arbor is closed');
+    const report: TruncateReport = {
+      logBefore: this.db.logCount(),
+      logAfter: 0,
+      purgedNodes: 0,
+      purgedInodes: 0,
+      deferredOpen: 0,
+    };
+    this.db.tx(() => {
+      const prev = this.crdt.truncatedBelow;
+      if (prev === undefined || compareTimestamps(threshold, prev) > 0) {
+        this.crdt.truncateLogBelow(threshold);
+        this.db.logDeleteBelow(threshold.counter, threshold.replica);
+        this.db.kvSet('truncated', JSON.stringify(threshold));
+      }
+      const stable = (ts: Timestamp): boolean =>
+        compareTimestamps(ts, this.crdt.truncatedBelow ?? threshold) < 0 && knownToAll(ts);
+      const logged = new Set<NodeId>();
+      for (const e of this.crdt.log()) logged.add(e.op.child);
+      const nodes: NodeId[] = [];
+      const inodes = new Set<NodeId>(JSON.parse(this.db.kvGet('purgeDeferred') ?? '[]') as NodeId[]);
+      for (const id of this.crdt.children(TRASH)) {
+        const p = this.crdt.get(id)!;
+        if (id === LOST_FOUND || logged.has(id) || this.crdt.childCount(id) > 0) continue;
+        if (!stable({ counter: p.meta.t[0], replica: p.meta.t[1] })) continue;
+        if (p.meta.k === 'd' && !this.regsStable(id, stable)) continue;
+        nodes.push(id);
+        if (p.meta.k === 'l' && p.meta.i !== undefined) inodes.add(p.meta.i);
+      }
+      const gone = new Set(nodes);
+      for (const ch of this.crdt.purge(nodes)) {
+        this.index(ch.node, ch.before, null);
+        this.forget(ch.node);
+        report.purgedNodes++;
+      }
+      const deferred: NodeId[] = [];
+      for (const inode of inodes) {
+        if (this.linksOf(inode).some((l) => !gone.has(l) && this.crdt.get(l) !== undefined)) continue;
+        if (this.open.has(inode) || !this.regsStable(inode, stable)) {
+          deferred.push(inode);
+          continue;
+        }
+        this.forget(inode);
+        report.purgedInodes++;
+      }
+      report.deferredOpen = deferred.length;
+      this.db.kvSet('purgeDeferred', JSON.stringify(deferred));
+      this.dirCache.delete(TRASH);
+    });
+    report.logAfter = this.db.logCount();
+    return report;
+  }
+
+  /** Every register of the node was written by a stable op (no write still in flight can be lost with it). */
+  private regsStable(id: NodeId, stable: (ts: Timestamp) => boolean): boolean {
+    const r = this.getRegs(id);
+    if (r === undefined) return true;
+    for (const [field, reg] of Object.entries(r)) {
+      if (field.startsWith('~')) continue;
+      const [counter, replica] = reg as Reg;
+      if (!stable({ counter, replica })) return false;
+    }
+    return true;
+  }
+
+  /** Drop a purged node's rows and caches. */
+  private forget(id: NodeId): void {
+    this.db.purgeNode(id);
+    this.regs.delete(id);
+    if (this.conflicted.delete(id)) this.db.kvSet('conflicted', JSON.stringify([...this.conflicted]));
+    this.names.delete(id);
+    this.subdirs.delete(id);
+    this.dirCache.delete(id);
   }
 
   /** Flush nothing (callers release handles first); truncate the log if possible and close the database. */

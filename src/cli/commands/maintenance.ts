@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { fsck } from '../../sync/fsck.js';
-import { collectGarbage, type Retention } from '../../sync/gc.js';
+import { collectGarbage, type GcReport, type Retention } from '../../sync/gc.js';
+import { retireReplica } from '../../sync/join.js';
 import { Replicator } from '../../sync/replicator.js';
 import { parseDuration } from '../size.js';
 import { note, out, withWorkspace } from './common.js';
@@ -14,6 +15,25 @@ function parseRetention(keep: string): Retention {
   const d = /^(\d+)\s*(?:d|days?)$/.exec(keep);
   if (d) return { days: Number(d[1]) };
   throw new InvalidInputError(`--keep takes all, N versions (e.g. 10v) or D days (e.g. 30d), not '${keep}'`);
+}
+
+function gcSummary(r: GcReport, dryRun: boolean): string[] {
+  const t = r.truncation;
+  const progressed = t !== undefined && (t.logAfter < t.logBefore || t.purgedNodes + t.purgedInodes > 0);
+  const lines = [
+    r.threshold === undefined || (!progressed && !dryRun)
+      ? `gc: log not truncated, trash not emptied: ${r.blocker ?? 'nothing is stable yet'}`
+      : `gc: ops up to clock ${r.threshold.counter} are stable (${r.blocker ?? '?'})` +
+        (t === undefined
+          ? ''
+          : `; log ${t.logBefore} -> ${t.logAfter} rows; ${t.purgedNodes} trash entries and ${t.purgedInodes} files emptied` +
+            (t.deferredOpen > 0 ? `, ${t.deferredOpen} deferred (open or not yet stable)` : '')),
+    `gc: ${r.batchesScanned} batches and ${r.checkpointsScanned} checkpoints scanned; ${r.retainedVersions}/${r.versions} versions kept` +
+      (r.prunedVersions > 0 ? ` (${r.prunedVersions} pruned from history)` : '') +
+      `; ${r.liveChunks} live chunks; ${r.unreferenced} of ${r.remoteChunks} remote chunks unreferenced; ` +
+      `${r.deleted} ${dryRun ? 'would be ' : ''}deleted, ${r.waiting} waiting out the grace period`,
+  ];
+  return lines;
 }
 
 export function registerMaintenance(program: Command): void {
@@ -29,22 +49,32 @@ export function registerMaintenance(program: Command): void {
       'delete a chunk only once it has been unreferenced this long (e.g. 24h, 0)',
       '24h',
     )
-    .option('--dry-run', 'report without deleting')
+    .option('--dry-run', 'report without deleting or truncating')
+    .option(
+      '--retire <replica>',
+      'first retire a replica that is gone for good (it stops holding log truncation back and can never publish again)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .option('--json', 'machine-readable output')
-    .action(async (dir: string, o: { keep: string; grace: string; dryRun?: boolean; json?: boolean }) => {
-      const retention = parseRetention(o.keep);
-      const graceMs = parseDuration(o.grace);
-      const r = await withWorkspace(dir, (ws) =>
-        collectGarbage(new Replicator(ws), { retention, graceMs, dryRun: o.dryRun === true }),
-      );
-      if (o.json) out(JSON.stringify(r));
-      else
-        note(
-          `gc: ${r.batchesScanned} batches and ${r.checkpointsScanned} checkpoints scanned; ${r.retainedVersions}/${r.versions} versions kept; ` +
-            `${r.liveChunks} live chunks; ${r.unreferenced} of ${r.remoteChunks} remote chunks unreferenced; ` +
-            `${r.deleted} ${o.dryRun ? 'would be ' : ''}deleted, ${r.waiting} waiting out the grace period`,
-        );
-    });
+    .action(
+      async (
+        dir: string,
+        o: { keep: string; grace: string; dryRun?: boolean; json?: boolean; retire: string[] },
+      ) => {
+        const retention = parseRetention(o.keep);
+        const graceMs = parseDuration(o.grace);
+        const r = await withWorkspace(dir, async (ws) => {
+          for (const id of o.retire) {
+            const fresh = await retireReplica(ws, id);
+            note(`replica ${id} ${fresh ? 'retired' : 'was already retired'}`);
+          }
+          return collectGarbage(new Replicator(ws), { retention, graceMs, dryRun: o.dryRun === true });
+        });
+        if (o.json) out(JSON.stringify(r));
+        else for (const line of gcSummary(r, o.dryRun === true)) note(line);
+      },
+    );
 
   program
     .command('fsck')
