@@ -225,7 +225,7 @@ export async function run(opts: BenchOptions): Promise<Record<string, Metric>> {
     const after = await rc.pull();
     const withCp = (performance.now() - t0) / 1000;
     log(
-      `clone with checkpoint: ${cp.ops} ops from the checkpoint, then ${after.batches} batches, ${withCp.toFixed(1)} s`,
+      `clone with checkpoint: ${cp.loaded} entries from the checkpoint, then ${after.batches} batches, ${withCp.toFixed(1)} s`,
     );
     const nc = c.tree.snapshot().size;
     await c.close();

@@ -2,7 +2,8 @@
 // JSON inside FsCrypto's authenticated objects, with shape checks on the way in. Knows no transport or tree logic.
 import type { FsCrypto } from '../chunks/crypto.js';
 import { InvalidInputError } from '../errors.js';
-import type { TreeOp, TreeOpBatch } from '../tree/types.js';
+import { checkSnapshot, type TreeSnapshot } from '../tree/snapshot.js';
+import type { ContentVersion, TreeOp, TreeOpBatch } from '../tree/types.js';
 
 export const SEQ_DIGITS = 16;
 const REPLICA = /^[A-Za-z0-9_-]{1,32}$/;
@@ -115,31 +116,54 @@ export function openBatch(crypto: FsCrypto, key: string, sealed: Uint8Array): Re
 }
 
 /**
- * A checkpoint: a compacted op set equivalent to a replica's state after applying every peer's batches up to
- * `positions` (its own included), so a clone applies it once and then pulls only later batches.
+ * A checkpoint: a replica's state after applying every peer's batches up to `positions` (its own included), so a
+ * clone loads it once and then pulls only later batches. Version 2 (written now) carries the state as table rows
+ * (`snapshot`, bulk-loaded in one transaction); version 1 (still read) carried a compacted op set to replay.
  */
-export interface Checkpoint {
-  readonly version: 1;
+export type Checkpoint = CheckpointV1 | CheckpointV2;
+
+interface CheckpointHeader {
   readonly replica: string;
   readonly seq: number;
   readonly positions: Readonly<Record<string, number>>;
-  readonly ops: readonly TreeOp[];
   /** Wall-clock ms when written. */
   readonly time: number;
 }
+
+export interface CheckpointV1 extends CheckpointHeader {
+  readonly version: 1;
+  readonly ops: readonly TreeOp[];
+}
+
+export interface CheckpointV2 extends CheckpointHeader {
+  readonly version: 2;
+  readonly snapshot: TreeSnapshot;
+}
+
+/** Checkpoint formats this arbor reads; a newer one is skipped with an error, never misread. */
+export const CHECKPOINT_VERSIONS: readonly number[] = [1, 2];
 
 export function sealCheckpoint(crypto: FsCrypto, cp: Checkpoint): Uint8Array {
   return crypto.sealObject('checkpoint', checkpointKey(cp.replica, cp.seq), Buffer.from(JSON.stringify(cp)));
 }
 
+/** Open, authenticate and fully validate a checkpoint (ARBOR_BAD_BATCH / ARBOR_BAD_CHECKPOINT on anything wrong). */
 export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array): Checkpoint {
   const where = parseSeqKey('checkpoints', key);
   if (!where) throw bad('not a checkpoint key', key);
-  const c = JSON.parse(Buffer.from(crypto.openObject('checkpoint', key, sealed)).toString('utf8')) as Record<
-    string,
-    unknown
-  >;
-  if (c.version !== 1 || c.replica !== where.replica || c.seq !== where.seq || !Array.isArray(c.ops)) {
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(Buffer.from(crypto.openObject('checkpoint', key, sealed)).toString('utf8')) as Record<
+      string,
+      unknown
+    >;
+  } catch (err) {
+    if (err instanceof SyntaxError) throw bad('not JSON', key);
+    throw err;
+  }
+  if (typeof c !== 'object' || c === null || !CHECKPOINT_VERSIONS.includes(c.version as number))
+    throw bad(`unknown checkpoint format ${String((c as { version?: unknown } | null)?.version)}`, key);
+  if (c.replica !== where.replica || c.seq !== where.seq) {
     throw bad('checkpoint header does not match its name', key);
   }
   const positions = c.positions as Record<string, unknown>;
@@ -148,12 +172,24 @@ export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array
     if (!REPLICA.test(r) || typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0)
       throw bad('bad position', key);
   }
-  return {
-    version: 1,
+  const header = {
     replica: where.replica,
     seq: where.seq,
     positions: positions as Record<string, number>,
-    ops: c.ops.map((o) => checkOp(o, key)),
     time: typeof c.time === 'number' ? c.time : 0,
   };
+  if (c.version === 2) return { version: 2, ...header, snapshot: checkSnapshot(c.snapshot) };
+  if (!Array.isArray(c.ops)) throw bad('checkpoint without ops', key);
+  return { version: 1, ...header, ops: c.ops.map((o) => checkOp(o, key)) };
+}
+
+/** The content versions a checkpoint holds, as version ops (GC marks their chunks), whatever its format. */
+export function checkpointVersionOps(cp: Checkpoint): TreeOp[] {
+  if (cp.version === 1) return cp.ops.filter((op) => op.type === 'version');
+  return cp.snapshot.versions.map(([node, id, counter, data]) => ({
+    type: 'version',
+    ts: { counter, replica: id.slice(id.indexOf('.') + 1) },
+    node,
+    version: JSON.parse(data) as ContentVersion,
+  }));
 }

@@ -10,6 +10,7 @@ import type { Move, NodeChange, NodeId, NodePlacement, ReplicaId, Timestamp } fr
 import { fsError } from '../errors.js';
 import { StateDb } from '../state/db.js';
 import { decodeOps, encodeOps } from './codec.js';
+import { readSnapshot, writeSnapshot, type TreeSnapshot } from './snapshot.js';
 import { FileContent, Rechunker } from './content.js';
 import {
   NAME_MAX,
@@ -555,6 +556,54 @@ export class FileTree {
   onChange(listener: (change: TreeChange, local: boolean) => void): () => void {
     this.events.on('change', listener);
     return () => this.events.off('change', listener);
+  }
+
+  // ---------------------------------------------------------------- snapshots (fast clone)
+
+  /** The whole persisted state as rows, read in one synchronous stretch (for a checkpoint). */
+  exportSnapshot(): TreeSnapshot {
+    return readSnapshot(this.db, this.clock.counter);
+  }
+
+  /**
+   * Load another replica's snapshot into this new, empty replica in one transaction: rows are copied as they are
+   * (no CRDT work per op), then the in-memory tree is rebuilt from them as a reopen does and checked (a forest, no
+   * cycle). `positions` (replica → batch seq the snapshot covers) become the peer positions, so a pull fetches only
+   * later batches. Anything invalid rolls the whole load back and throws; the replica stays empty.
+   */
+  importSnapshot(s: TreeSnapshot, source: ReplicaId, positions: ReadonlyMap<ReplicaId, number>): void {
+    if (this.closed) throw fsError('EIO', 'arbor is closed');
+    if (this.open.size > 0 || this.crdt.size > 0 || this.db.peers().length > 0)
+      throw fsError('EBUSY', 'a checkpoint can only be loaded into a new replica');
+    const counters = new Map(s.peers.map(([r, , c]) => [r, c]));
+    counters.set(source, Math.max(counters.get(source) ?? 0, s.clock));
+    try {
+      this.db.tx(() => {
+        writeSnapshot(this.db, s, (_id, mine, theirs) =>
+          encodeRegs(mergeRegs(decodeRegs(mine), decodeRegs(theirs))),
+        );
+        for (const [r, seq] of positions)
+          if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
+        this.clock.observe({ counter: s.clock, replica: source });
+        this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
+        this.reloadMemory();
+        this.crdt.verify();
+      });
+    } catch (err) {
+      this.reloadMemory();
+      throw err;
+    }
+  }
+
+  /** Drop every in-memory index and cache and rebuild the CRDT from SQLite (after a bulk load or its rollback). */
+  private reloadMemory(): void {
+    this.names.clear();
+    this.links = undefined;
+    this.regs.clear();
+    this.conflicted.clear();
+    this.subdirs.clear();
+    this.dirCache.clear();
+    this.crdt = this.load();
   }
 
   // ---------------------------------------------------------------- lookups
@@ -1478,6 +1527,18 @@ function encodeRegs(r: Regs): string {
     g[2][field] = value;
   }
   return JSON.stringify(r['~h'] ? { g: [...groups.values()], h: r['~h'] } : { g: [...groups.values()] });
+}
+
+/** Per-field last-writer-wins union of two register sets (conflict heads are derived: kept from `b`). */
+function mergeRegs(a: Regs, b: Regs): Regs {
+  const out: Regs = { ...a };
+  for (const [field, reg] of Object.entries(b)) {
+    if (field === '~h') continue;
+    const r = reg as Reg;
+    if (newer({ counter: r[0], replica: r[1] }, out[field] as Reg | undefined)) out[field] = r;
+  }
+  if (b['~h'] !== undefined) out['~h'] = b['~h'];
+  return out;
 }
 
 function decodeRegs(text: string): Regs {
