@@ -151,7 +151,7 @@ describe('snapshot checkpoints', () => {
       const good = await readFile(file);
       const cp = openCheckpoint(a.crypto, checkpointKey(a.replicaId, 1), good) as CheckpointV2;
       const nodes = [...cp.snapshot.nodes];
-      const dirs = nodes.filter((n) => n[2]?.includes('"k":"d"'));
+      const dirs = nodes.filter((n) => n[2]?.k === 'd');
       const [x, y] = [dirs[0]!, dirs[1]!];
       const cycle = nodes.map((n) =>
         n === x ? ([n[0], y[0], n[2], n[3]] as const) : n === y ? ([n[0], x[0], n[2], n[3]] as const) : n,
@@ -167,7 +167,10 @@ describe('snapshot checkpoints', () => {
           'a malformed version row',
           sealCheckpoint(a.crypto, {
             ...cp,
-            snapshot: { ...cp.snapshot, versions: [['n', 'v', 1, '{"id":"v","size":-1,"chunks":[]}']] },
+            snapshot: {
+              ...cp.snapshot,
+              versions: [['n', 'v', 1, { id: 'v', size: -1, chunks: [] } as never]],
+            },
           }),
           /ARBOR_BAD_CHECKPOINT|checkpoint snapshot: version/,
         ],

@@ -3,7 +3,7 @@
 import type { FsCrypto } from '../chunks/crypto.js';
 import { InvalidInputError } from '../errors.js';
 import { checkSnapshot, type TreeSnapshot } from '../tree/snapshot.js';
-import type { ContentVersion, TreeOp, TreeOpBatch } from '../tree/types.js';
+import type { TreeOp, TreeOpBatch } from '../tree/types.js';
 
 export const SEQ_DIGITS = 16;
 const REPLICA = /^[A-Za-z0-9_-]{1,32}$/;
@@ -186,10 +186,10 @@ export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array
 /** The content versions a checkpoint holds, as version ops (GC marks their chunks), whatever its format. */
 export function checkpointVersionOps(cp: Checkpoint): TreeOp[] {
   if (cp.version === 1) return cp.ops.filter((op) => op.type === 'version');
-  return cp.snapshot.versions.map(([node, id, counter, data]) => ({
+  return cp.snapshot.versions.map(([node, id, counter, version]) => ({
     type: 'version',
     ts: { counter, replica: id.slice(id.indexOf('.') + 1) },
     node,
-    version: JSON.parse(data) as ContentVersion,
+    version,
   }));
 }

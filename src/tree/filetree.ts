@@ -10,7 +10,8 @@ import type { Move, NodeChange, NodeId, NodePlacement, ReplicaId, Timestamp } fr
 import { fsError } from '../errors.js';
 import { StateDb } from '../state/db.js';
 import { decodeOps, encodeOps } from './codec.js';
-import { readSnapshot, writeSnapshot, type TreeSnapshot } from './snapshot.js';
+import { PastTree, cutoffAt } from './past.js';
+import { crdtParts, readSnapshot, writeSnapshot, type TreeSnapshot } from './snapshot.js';
 import { FileContent, Rechunker } from './content.js';
 import {
   NAME_MAX,
@@ -580,30 +581,36 @@ export class FileTree {
     try {
       this.db.tx(() => {
         writeSnapshot(this.db, s, (_id, mine, theirs) =>
-          encodeRegs(mergeRegs(decodeRegs(mine), decodeRegs(theirs))),
+          encodeRegs(mergeRegs(decodeRegs(mine), decodeRegs(JSON.stringify(theirs)))),
         );
         for (const [r, seq] of positions)
           if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
         this.clock.observe({ counter: s.clock, replica: source });
         this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
-        this.reloadMemory();
+        // The tree is built from the snapshot's own objects: reading back what was just written would parse it twice.
+        this.resetMemory();
+        const { placements, log } = crdtParts(s);
+        const seen = this.db.peers().map((p) => ({ counter: p.counter, replica: p.replica }));
+        this.crdt = CrdtTree.restore(placements, log, s.truncated ?? undefined, seen);
+        for (const id of s.conflicted) this.conflicted.add(id);
         this.crdt.verify();
       });
     } catch (err) {
-      this.reloadMemory();
+      // Rolled back: rebuild the memory of the (still empty) replica from SQLite.
+      this.resetMemory();
+      this.crdt = this.load();
       throw err;
     }
   }
 
-  /** Drop every in-memory index and cache and rebuild the CRDT from SQLite (after a bulk load or its rollback). */
-  private reloadMemory(): void {
+  /** Drop every in-memory index and cache (before the CRDT is rebuilt after a bulk load or its rollback). */
+  private resetMemory(): void {
     this.names.clear();
     this.links = undefined;
     this.regs.clear();
     this.conflicted.clear();
     this.subdirs.clear();
     this.dirCache.clear();
-    this.crdt = this.load();
   }
 
   // ---------------------------------------------------------------- lookups
@@ -1452,6 +1459,54 @@ export class FileTree {
       },
       this.set(id, { mtime: t, ctime: t }),
     ]);
+  }
+
+  // ---------------------------------------------------------------- the past (restore of removed paths)
+
+  /** The visible tree as it was at a wall-clock time (ns since the epoch); undefined if no history is that old. */
+  pastAt(timeNs: bigint): PastTree | undefined {
+    const cutoff = cutoffAt(this.db, timeNs);
+    if (cutoff === undefined) return undefined;
+    try {
+      return new PastTree(this.db, cutoff, this.crdt.nodes(), this.crdt.truncatedBelow);
+    } catch (err) {
+      if (err instanceof RangeError) throw fsError('ENOENT', err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * A new file whose content is an existing version's chunk list (restore of a removed file): nothing is read or
+   * stored again, the chunks are already on the remote. `source` undefined = empty. One transaction.
+   */
+  createFromVersion(
+    dir: NodeId,
+    name: string,
+    mode: number,
+    uid: number,
+    gid: number,
+    source: ContentVersion | undefined,
+  ): Attr {
+    this.checkNew(dir, name);
+    const inode = this.freshId();
+    const link = this.freshId();
+    const t = this.now().toString();
+    const ops: TreeOp[] = [
+      this.move(dir, link, name, 'l', { i: inode, f: 'file' }),
+      this.set(inode, { kind: 'file', mode: mode & 0o7777, uid, gid, atime: t, mtime: t, ctime: t }),
+    ];
+    if (source !== undefined) {
+      const ts = this.clock.tick();
+      ops.push({
+        type: 'version',
+        ts,
+        node: inode,
+        version: { ...source, id: tsKey(ts), base: null, timeNs: t, replica: this.replica },
+      });
+    }
+    ops.push(this.touchDir(dir, t));
+    this.commit(ops);
+    return this.getattr(inode);
   }
 
   // ---------------------------------------------------------------- whole-tree views (tests, fsck, bench)

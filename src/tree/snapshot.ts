@@ -2,17 +2,34 @@
 // a new clone can bulk-load it into SQLite in one transaction instead of replaying ops one by one through the CRDT.
 // Knows the table layout of src/state/db.ts and the shapes of the JSON in it; knows no CRDT or POSIX logic.
 import { InvalidInputError } from '../errors.js';
+import type { LogMove, NodePlacement, Timestamp } from '../crdt/index.js';
 import type { StateDb } from '../state/db.js';
+import type { ContentVersion, TreeMeta } from './types.js';
 
-/** One `nodes` row: id, parent, meta JSON, regs JSON (parent and meta are null together: a node with registers only). */
-export type SnapshotNode = readonly [string, string | null, string | null, string | null];
-/** One `log` row: counter, replica, op JSON ({parent, meta, child}), old placement JSON or null. */
-export type SnapshotLog = readonly [number, string, string, string | null];
-/** One `versions` row: node, version id, counter, version JSON. */
-export type SnapshotVersion = readonly [string, string, number, string];
+/** The stored registers of one node (src/tree/filetree.ts: fields grouped by the timestamp that wrote them). */
+export interface StoredRegs {
+  readonly g: ReadonlyArray<readonly [number, string, Readonly<Record<string, unknown>>]>;
+  readonly h?: readonly unknown[];
+}
+/** One `nodes` row: id, parent, meta, registers (parent and meta are null together: a node with registers only). */
+export type SnapshotNode = readonly [string, string | null, TreeMeta | null, StoredRegs | null];
+/** A logged move without its timestamp, and the placement it undoes to. */
+export interface LoggedMove {
+  readonly parent: string;
+  readonly meta: TreeMeta;
+  readonly child: string;
+}
+/** One `log` row: counter, replica, the move, the child's placement before it (null: it was new). */
+export type SnapshotLog = readonly [number, string, LoggedMove, NodePlacement<TreeMeta> | null];
+/** One `versions` row: node, version id, counter, the version. */
+export type SnapshotVersion = readonly [string, string, number, ContentVersion];
 /** One `peers` row: replica, last applied batch seq, largest Lamport counter seen from it. */
 export type SnapshotPeer = readonly [string, number, number];
 
+/**
+ * Rows carry parsed objects, not the JSON text of the columns: the checkpoint is parsed once, and the clone builds
+ * its in-memory tree from the same objects it writes to SQLite.
+ */
 export interface TreeSnapshot {
   readonly nodes: readonly SnapshotNode[];
   readonly log: readonly SnapshotLog[];
@@ -20,8 +37,8 @@ export interface TreeSnapshot {
   readonly peers: readonly SnapshotPeer[];
   /** Nodes with conflict copies (the tree keeps this derived set in kv). */
   readonly conflicted: readonly string[];
-  /** The CRDT log truncation point, if any ({counter, replica}). */
-  readonly truncated: { readonly counter: number; readonly replica: string } | null;
+  /** The CRDT log truncation point, if any. */
+  readonly truncated: Timestamp | null;
   /** The exporting replica's Lamport counter: every op it covers has a counter ≤ this. */
   readonly clock: number;
 }
@@ -29,16 +46,31 @@ export interface TreeSnapshot {
 /** Read the whole state in one synchronous stretch (no commit can land in between). */
 export function readSnapshot(db: StateDb, clock: number): TreeSnapshot {
   const d = db.db;
-  const nodes = d.prepare('SELECT id, parent, meta, regs FROM nodes').raw(true).all() as SnapshotNode[];
-  const log = d.prepare('SELECT counter, replica, op, old FROM log').raw(true).all() as SnapshotLog[];
-  const versions = d
-    .prepare('SELECT node, id, counter, data FROM versions')
-    .raw(true)
-    .all() as SnapshotVersion[];
+  const j = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
+  const nodes = (
+    d.prepare('SELECT id, parent, meta, regs FROM nodes').raw(true).all() as Array<
+      [string, string | null, string | null, string | null]
+    >
+  ).map(([id, parent, meta, regs]): SnapshotNode => [id, parent, j<TreeMeta>(meta), j<StoredRegs>(regs)]);
+  const log = (
+    d.prepare('SELECT counter, replica, op, old FROM log').raw(true).all() as Array<
+      [number, string, string, string | null]
+    >
+  ).map(([c, r, op, old]): SnapshotLog => [
+    c,
+    r,
+    JSON.parse(op) as LoggedMove,
+    j<NodePlacement<TreeMeta>>(old),
+  ]);
+  const versions = (
+    d.prepare('SELECT node, id, counter, data FROM versions').raw(true).all() as Array<
+      [string, string, number, string]
+    >
+  ).map(([n, id, c, data]): SnapshotVersion => [n, id, c, JSON.parse(data) as ContentVersion]);
   const peers = d.prepare('SELECT replica, seq, counter FROM peers').raw(true).all() as SnapshotPeer[];
   const conflicted = JSON.parse(db.kvGet('conflicted') ?? '[]') as string[];
   const t = db.kvGet('truncated');
-  const truncated = t === undefined ? null : (JSON.parse(t) as { counter: number; replica: string });
+  const truncated = t === undefined ? null : (JSON.parse(t) as Timestamp);
   return { nodes, log, versions, peers, conflicted, truncated, clock };
 }
 
@@ -49,28 +81,46 @@ export function readSnapshot(db: StateDb, clock: number): TreeSnapshot {
 export function writeSnapshot(
   db: StateDb,
   s: TreeSnapshot,
-  mergeRegs: (id: string, mine: string, theirs: string) => string,
+  mergeRegs: (id: string, mine: string, theirs: StoredRegs) => string,
 ): void {
   const d = db.db;
   const getRegs = d.prepare<[string]>('SELECT regs FROM nodes WHERE id = ?').pluck(true);
   const putNode = d.prepare<[string, string | null, string | null, string | null]>(
     'INSERT OR REPLACE INTO nodes (id, parent, meta, regs) VALUES (?, ?, ?, ?)',
   );
+  // Only nodes that already have a row need a merge; a fresh replica has a handful of them.
+  const existing = new Set(d.prepare('SELECT id FROM nodes').pluck(true).all() as string[]);
   for (const [id, parent, meta, regs] of s.nodes) {
-    const mine = getRegs.get(id) as string | null | undefined;
-    const merged = mine != null && regs !== null ? mergeRegs(id, mine, regs) : (regs ?? mine ?? null);
-    putNode.run(id, parent, meta, merged);
+    const mine = existing.has(id) ? (getRegs.get(id) as string | null) : null;
+    const text = regs === null ? mine : mine !== null ? mergeRegs(id, mine, regs) : JSON.stringify(regs);
+    putNode.run(id, parent, meta === null ? null : JSON.stringify(meta), text);
   }
   const putLog = d.prepare<[number, string, string, string | null]>(
     'INSERT OR REPLACE INTO log (counter, replica, op, old) VALUES (?, ?, ?, ?)',
   );
-  for (const r of s.log) putLog.run(r[0], r[1], r[2], r[3]);
+  for (const [c, r, op, old] of s.log)
+    putLog.run(c, r, JSON.stringify(op), old === null ? null : JSON.stringify(old));
   const putVersion = d.prepare<[string, string, number, string]>(
     'INSERT OR IGNORE INTO versions (node, id, counter, data) VALUES (?, ?, ?, ?)',
   );
-  for (const r of s.versions) putVersion.run(r[0], r[1], r[2], r[3]);
+  for (const [n, id, c, v] of s.versions) putVersion.run(n, id, c, JSON.stringify(v));
   if (s.truncated !== null) db.kvSet('truncated', JSON.stringify(s.truncated));
   if (s.conflicted.length > 0) db.kvSet('conflicted', JSON.stringify(s.conflicted));
+}
+
+/** The snapshot's placements and log as the CRDT restores them (no SQLite round trip). */
+export function crdtParts(s: TreeSnapshot): {
+  placements: Array<[string, NodePlacement<TreeMeta>]>;
+  log: Array<LogMove<TreeMeta>>;
+} {
+  const placements: Array<[string, NodePlacement<TreeMeta>]> = [];
+  for (const [id, parent, meta] of s.nodes)
+    if (parent !== null && meta !== null) placements.push([id, { parent, meta }]);
+  const log = s.log.map(([counter, replica, op, old]) => ({
+    op: { ts: { counter, replica }, parent: op.parent, meta: op.meta, child: op.child },
+    old,
+  }));
+  return { placements, log };
 }
 
 // ---------------------------------------------------------------- validation of remote input
@@ -84,15 +134,6 @@ function bad(what: string): InvalidInputError {
 
 const isStr = (v: unknown): v is string => typeof v === 'string';
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-
-function parse(text: unknown, what: string): unknown {
-  if (!isStr(text)) throw bad(`${what} is not a string`);
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw bad(`${what} is not JSON`);
-  }
-}
 
 function checkMeta(m: unknown, what: string): void {
   const o = m as Record<string, unknown> | null;
@@ -159,22 +200,22 @@ export function checkSnapshot(v: unknown): TreeSnapshot {
     if ((parent === null) !== (meta === null)) throw bad(`node ${id}: parent and meta disagree`);
     if (parent !== null) {
       if (!isStr(parent) || parent === id) throw bad(`node ${id}: bad parent`);
-      checkMeta(parse(meta, `meta of ${id}`), id);
+      checkMeta(meta, id);
     }
-    if (regs !== null) checkRegs(parse(regs, `registers of ${id}`), id);
+    if (regs !== null) checkRegs(regs, id);
   }
   for (const r of rows(o.log, 4, 'log')) {
     const [counter, replica, op, old] = r;
     if (!isInt(counter) || !isStr(replica) || !REPLICA.test(replica)) throw bad('log timestamp');
-    const m = parse(op, 'log op') as Record<string, unknown> | null;
+    const m = op as Record<string, unknown> | null;
     if (typeof m !== 'object' || m === null || !isStr(m.child)) throw bad('log op');
     checkPlacement(m, `log op ${counter}.${replica}`);
-    if (old !== null) checkPlacement(parse(old, 'log old placement'), `log op ${counter}.${replica}`);
+    if (old !== null) checkPlacement(old, `log op ${counter}.${replica}`);
   }
   for (const r of rows(o.versions, 4, 'version')) {
     const [node, id, counter, data] = r;
     if (!isStr(node) || !isStr(id) || !isInt(counter)) throw bad('version row');
-    checkVersion(parse(data, `version ${id}`), id);
+    checkVersion(data, id);
   }
   for (const r of rows(o.peers, 3, 'peer')) {
     if (!isStr(r[0]) || !REPLICA.test(r[0]) || !isInt(r[1]) || !isInt(r[2])) throw bad('peer row');
@@ -185,9 +226,4 @@ export function checkSnapshot(v: unknown): TreeSnapshot {
     throw bad('truncation point');
   if (!isInt(o.clock)) throw bad('clock');
   return o as unknown as TreeSnapshot;
-}
-
-/** Every chunk a snapshot's versions reference (for GC's mark phase). */
-export function snapshotVersions(s: TreeSnapshot): Array<{ node: string; data: string }> {
-  return s.versions.map((r) => ({ node: r[0], data: r[3] }));
 }
