@@ -5,7 +5,7 @@ import { fsck } from '../../sync/fsck.js';
 import { collectGarbage, type Retention } from '../../sync/gc.js';
 import { Replicator } from '../../sync/replicator.js';
 import { parseDuration } from '../size.js';
-import { note, out, withWorkspace } from './common.js';
+import { defineCommand, runOnWorkspace } from '../run.js';
 
 function parseRetention(keep: string): Retention {
   if (keep === 'all') return { keep: 'all' };
@@ -15,6 +15,38 @@ function parseRetention(keep: string): Retention {
   if (d) return { days: Number(d[1]) };
   throw new InvalidInputError(`--keep takes all, N versions (e.g. 10v) or D days (e.g. 30d), not '${keep}'`);
 }
+
+defineCommand(
+  'gc',
+  async (ws, args, io) => {
+    const r = await collectGarbage(new Replicator(ws), {
+      retention: parseRetention(String(args.keep)),
+      graceMs: parseDuration(String(args.grace)),
+      dryRun: args.dryRun === true,
+    });
+    if (args.json === true) io.out(JSON.stringify(r));
+    else
+      io.note(
+        `gc: ${r.batchesScanned} batches and ${r.checkpointsScanned} checkpoints scanned; ${r.retainedVersions}/${r.versions} versions kept; ` +
+          `${r.liveChunks} live chunks; ${r.unreferenced} of ${r.remoteChunks} remote chunks unreferenced; ` +
+          `${r.deleted} ${args.dryRun === true ? 'would be ' : ''}deleted, ${r.waiting} waiting out the grace period`,
+      );
+  },
+  // gc syncs with its own replicator: inside a mount it would race the mount's sync loop.
+  { inMount: false },
+);
+
+defineCommand('fsck', async (ws, args, io) => {
+  const r = await fsck(ws, { skipBatches: args.skipBatches === true });
+  if (args.json === true) io.out(JSON.stringify(r));
+  else {
+    for (const p of r.problems) io.out(p);
+    io.note(
+      `fsck: ${r.files} files, ${r.chunks} chunks, ${r.batches} batches checked; ${r.problems.length} problem(s)`,
+    );
+  }
+  if (r.problems.length > 0) io.setExitCode(1);
+});
 
 export function registerMaintenance(program: Command): void {
   program
@@ -32,18 +64,15 @@ export function registerMaintenance(program: Command): void {
     .option('--dry-run', 'report without deleting')
     .option('--json', 'machine-readable output')
     .action(async (dir: string, o: { keep: string; grace: string; dryRun?: boolean; json?: boolean }) => {
-      const retention = parseRetention(o.keep);
-      const graceMs = parseDuration(o.grace);
-      const r = await withWorkspace(dir, (ws) =>
-        collectGarbage(new Replicator(ws), { retention, graceMs, dryRun: o.dryRun === true }),
-      );
-      if (o.json) out(JSON.stringify(r));
-      else
-        note(
-          `gc: ${r.batchesScanned} batches and ${r.checkpointsScanned} checkpoints scanned; ${r.retainedVersions}/${r.versions} versions kept; ` +
-            `${r.liveChunks} live chunks; ${r.unreferenced} of ${r.remoteChunks} remote chunks unreferenced; ` +
-            `${r.deleted} ${o.dryRun ? 'would be ' : ''}deleted, ${r.waiting} waiting out the grace period`,
-        );
+      // Checked here first, so a bad option is reported before anything is opened.
+      parseRetention(o.keep);
+      parseDuration(o.grace);
+      await runOnWorkspace(dir, 'gc', {
+        keep: o.keep,
+        grace: o.grace,
+        dryRun: o.dryRun === true,
+        json: o.json === true,
+      });
     });
 
   program
@@ -54,15 +83,7 @@ export function registerMaintenance(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .option('--skip-batches', "don't open every published op batch")
     .option('--json', 'machine-readable output')
-    .action(async (dir: string, o: { skipBatches?: boolean; json?: boolean }) => {
-      const r = await withWorkspace(dir, (ws) => fsck(ws, { skipBatches: o.skipBatches === true }));
-      if (o.json) out(JSON.stringify(r));
-      else {
-        for (const p of r.problems) out(p);
-        note(
-          `fsck: ${r.files} files, ${r.chunks} chunks, ${r.batches} batches checked; ${r.problems.length} problem(s)`,
-        );
-      }
-      if (r.problems.length > 0) process.exitCode = 1;
-    });
+    .action((dir: string, o: { skipBatches?: boolean; json?: boolean }) =>
+      runOnWorkspace(dir, 'fsck', { skipBatches: o.skipBatches === true, json: o.json === true }),
+    );
 }
