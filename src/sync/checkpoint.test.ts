@@ -10,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { cloneWorkspace, initWorkspace, openWorkspace, paths, type Workspace } from '../cli/workspace.js';
 import { Arbor } from '../index.js';
 import { ROOT } from '../tree/types.js';
+import type { SnapshotLog, SnapshotNode, SnapshotVersion, TreeSnapshot } from '../tree/snapshot.js';
 import { checkpointKey, openCheckpoint, sealCheckpoint, type CheckpointV2 } from './codec.js';
 import { Replicator } from './replicator.js';
 
@@ -150,29 +151,45 @@ describe('snapshot checkpoints', () => {
       const file = join(remote, checkpointKey(a.replicaId, 1));
       const good = await readFile(file);
       const cp = openCheckpoint(a.crypto, checkpointKey(a.replicaId, 1), good) as CheckpointV2;
-      const nodes = [...cp.snapshot.nodes];
+      const snap = cp.snapshot;
+      const nodes = snap.nodes;
       const dirs = nodes.filter((n) => n[2]?.k === 'd');
       const [x, y] = [dirs[0]!, dirs[1]!];
-      const cycle = nodes.map((n) =>
-        n === x ? ([n[0], y[0], n[2], n[3]] as const) : n === y ? ([n[0], x[0], n[2], n[3]] as const) : n,
+      const cycle = nodes.map((n): SnapshotNode =>
+        n === x ? [n[0], y[0], n[2], n[3]] : n === y ? [n[0], x[0], n[2], n[3]] : n,
       );
+      const withChunk = snap.versions.find((v) => v[3].chunks.length > 0)!;
+      const badChunk = snap.versions.map((v): SnapshotVersion =>
+        v === withChunk ? [v[0], v[1], v[2], { ...v[3], chunks: [{ ...v[3].chunks[0]!, id: 'zz' }] }] : v,
+      );
+      const forged = (what: Partial<TreeSnapshot>): Uint8Array =>
+        sealCheckpoint(a.crypto, { ...cp, snapshot: { ...snap, ...what } });
       const variants: Array<[string, Uint8Array, RegExp]> = [
         ['flipped byte', Buffer.from(good.map((v, i) => (i === 40 ? v ^ 1 : v))), /corrupt|authentic/i],
+        ['a cycle (sealed with the right key)', forged({ nodes: cycle }), /cycle/i],
+        ['a node twice', forged({ nodes: [...nodes, nodes[nodes.length - 1]!] }), /node id /],
+        ['nodes not a list', forged({ nodes: 'x' as never }), /node is not a list/],
         [
-          'a cycle (sealed with the right key)',
-          sealCheckpoint(a.crypto, { ...cp, snapshot: { ...cp.snapshot, nodes: cycle } }),
-          /cycle/i,
+          'a link without its inode',
+          forged({
+            nodes: nodes.map((n): SnapshotNode =>
+              n[2]?.k === 'l' ? [n[0], n[1], { ...n[2], i: undefined } as never, n[3]] : n,
+            ),
+          }),
+          /a link without an inode/,
+        ],
+        ['a malformed chunk reference', forged({ versions: badChunk }), /bad chunk reference/],
+        [
+          'a negative version size',
+          forged({ versions: [['n', 'v', 1, { id: 'v', size: -1, chunks: [] } as never]] }),
+          /checkpoint snapshot: version v/,
         ],
         [
-          'a malformed version row',
-          sealCheckpoint(a.crypto, {
-            ...cp,
-            snapshot: {
-              ...cp.snapshot,
-              versions: [['n', 'v', 1, { id: 'v', size: -1, chunks: [] } as never]],
-            },
+          'a log row from a bad replica id',
+          forged({
+            log: snap.log.map((l, k): SnapshotLog => (k === 0 ? [l[0], 'bad/replica', l[2], l[3]] : l)),
           }),
-          /ARBOR_BAD_CHECKPOINT|checkpoint snapshot: version/,
+          /log timestamp/,
         ],
         [
           'an unknown format',
@@ -192,7 +209,7 @@ describe('snapshot checkpoints', () => {
         const rc = new Replicator(c);
         const r = await rc.restoreLatestCheckpoint();
         assert.equal(r.loaded, 0, what);
-        assert.equal(r.failed.length, 1, what);
+        assert.equal(r.failed.length, 1, `${what}: ${r.failed.join('; ')}`);
         assert.match(r.failed[0]!, reason, `${what}: ${r.failed[0]}`);
         assert.deepEqual(
           c.tree.readdir(ROOT).map((e) => e.name),
