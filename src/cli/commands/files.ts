@@ -161,7 +161,7 @@ function run(dir: string, shown: string, name: string, args: CommandArgs): Promi
 export function registerFiles(program: Command): void {
   program
     .command('ls')
-    .description('list a directory of the arbor (also while it is mounted)')
+    .description('list a directory of the arbor')
     .argument('<dir>', 'arbor directory')
     .argument('[path]', 'path inside the arbor', '/')
     .option('-l, --long', 'mode, links, size and name')

@@ -52,7 +52,7 @@ export function registerMaintenance(program: Command): void {
   program
     .command('gc')
     .description(
-      'delete remote chunks no replica references any more (after a grace period), pruning history by --keep',
+      'delete remote chunks no replica references any more (after a grace period), pruning history by --keep; not while mounted',
     )
     .argument('<dir>', 'arbor directory')
     .option('--keep <policy>', 'history retention: all, N versions (10v) or D days (30d)', 'all')
