@@ -3,6 +3,7 @@
 // Knows the table layout of src/state/db.ts and the shapes of the JSON in it; knows no CRDT or POSIX logic.
 import { InvalidInputError } from '../errors.js';
 import type { LogMove, NodePlacement, Timestamp } from '../crdt/index.js';
+import type { Database, Statement } from 'better-sqlite3';
 import type { StateDb } from '../state/db.js';
 import type { ContentVersion, TreeMeta } from './types.js';
 
@@ -85,28 +86,64 @@ export function writeSnapshot(
 ): void {
   const d = db.db;
   const getRegs = d.prepare<[string]>('SELECT regs FROM nodes WHERE id = ?').pluck(true);
-  const putNode = d.prepare<[string, string | null, string | null, string | null]>(
-    'INSERT OR REPLACE INTO nodes (id, parent, meta, regs) VALUES (?, ?, ?, ?)',
-  );
   // Only nodes that already have a row need a merge; a fresh replica has a handful of them.
   const existing = new Set(d.prepare('SELECT id FROM nodes').pluck(true).all() as string[]);
+  const nodes = new BulkInsert(d, 'INSERT OR REPLACE INTO nodes (id, parent, meta, regs) VALUES', 4);
   for (const [id, parent, meta, regs] of s.nodes) {
     const mine = existing.has(id) ? (getRegs.get(id) as string | null) : null;
     const text = regs === null ? mine : mine !== null ? mergeRegs(id, mine, regs) : JSON.stringify(regs);
-    putNode.run(id, parent, meta === null ? null : JSON.stringify(meta), text);
+    nodes.add(id, parent, meta === null ? null : JSON.stringify(meta), text);
   }
-  const putLog = d.prepare<[number, string, string, string | null]>(
-    'INSERT OR REPLACE INTO log (counter, replica, op, old) VALUES (?, ?, ?, ?)',
-  );
+  nodes.end();
+  const log = new BulkInsert(d, 'INSERT OR REPLACE INTO log (counter, replica, op, old) VALUES', 4);
   for (const [c, r, op, old] of s.log)
-    putLog.run(c, r, JSON.stringify(op), old === null ? null : JSON.stringify(old));
-  const putVersion = d.prepare<[string, string, number, string]>(
-    'INSERT OR IGNORE INTO versions (node, id, counter, data) VALUES (?, ?, ?, ?)',
-  );
-  for (const [n, id, c, v] of s.versions) putVersion.run(n, id, c, JSON.stringify(v));
+    log.add(c, r, JSON.stringify(op), old === null ? null : JSON.stringify(old));
+  log.end();
+  const versions = new BulkInsert(d, 'INSERT OR IGNORE INTO versions (node, id, counter, data) VALUES', 4);
+  for (const [n, id, c, v] of s.versions) versions.add(n, id, c, JSON.stringify(v));
+  versions.end();
   if (s.truncated !== null) db.kvSet('truncated', JSON.stringify(s.truncated));
   if (s.conflicted.length > 0) db.kvSet('conflicted', JSON.stringify(s.conflicted));
 }
+
+/**
+ * Rows inserted ROWS at a time with one prepared multi-row statement (a remainder with a second one): the per-call
+ * overhead of a statement, not SQLite, dominates one-row inserts.
+ */
+class BulkInsert {
+  private static readonly ROWS = 64;
+  private readonly full: Statement<SqlValue[]>;
+  private readonly buf: SqlValue[] = [];
+
+  constructor(
+    private readonly db: Database,
+    private readonly head: string,
+    private readonly width: number,
+  ) {
+    this.full = db.prepare<SqlValue[]>(this.sql(BulkInsert.ROWS));
+  }
+
+  private sql(rows: number): string {
+    const one = `(${new Array<string>(this.width).fill('?').join(', ')})`;
+    return `${this.head} ${new Array<string>(rows).fill(one).join(', ')}`;
+  }
+
+  add(...values: SqlValue[]): void {
+    for (const v of values) this.buf.push(v);
+    if (this.buf.length === BulkInsert.ROWS * this.width) {
+      this.full.run(...this.buf);
+      this.buf.length = 0;
+    }
+  }
+
+  end(): void {
+    if (this.buf.length > 0)
+      this.db.prepare<SqlValue[]>(this.sql(this.buf.length / this.width)).run(...this.buf);
+    this.buf.length = 0;
+  }
+}
+
+type SqlValue = string | number | null;
 
 /** The snapshot's placements and log as the CRDT restores them (no SQLite round trip). */
 export function crdtParts(s: TreeSnapshot): {
