@@ -68,6 +68,19 @@ class Restorer {
     this.report.created++;
   }
 
+  /** Whether the file or symlink `cur` has now what `inode` had then (same kind and target or chunk list). */
+  private sameAsThen(cur: NodeId, inode: NodeId): boolean {
+    const t = this.tree;
+    const [now, then] = [t.getattr(cur), t.getattr(inode)];
+    if (now.kind !== then.kind) return false;
+    if (now.kind === 'symlink') return t.readlink(cur) === t.readlink(inode);
+    if (now.kind !== 'file') return false;
+    const key = (v: ContentVersion | undefined): string =>
+      v === undefined ? '0' : `${v.size}:${v.chunks.map((c) => `${c.id}/${c.size}`).join(',')}`;
+    const mine = t.versions(cur);
+    return key(mine[mine.length - 1]) === key(versionAt(t.versions(inode), this.timeNs));
+  }
+
   /** Bring `e` back over what is at `dir/name` now: merge into a directory, revert the same file, else skip. */
   merge(e: PastEntry, dir: NodeId, name: string, shown: string): void {
     const t = this.tree;
@@ -90,6 +103,7 @@ class Restorer {
       return;
     }
     if (e.kind === 'link' && cur === e.inode) return; // the same symlink or special file: nothing to bring back
+    if (e.kind === 'link' && this.sameAsThen(cur, e.inode!)) return; // restored before: already as it was
     this.report.skipped.push(shown);
   }
 }
