@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { cloneWorkspace, initWorkspace, openWorkspace, paths, type Workspace } from '../cli/workspace.js';
 import { Arbor } from '../index.js';
 import { ROOT } from '../tree/types.js';
-import type { SnapshotLog, SnapshotNode, SnapshotVersion, TreeSnapshot } from '../tree/snapshot.js';
+import Database from 'better-sqlite3';
 import { checkpointKey, openCheckpoint, sealCheckpoint, type CheckpointV2 } from './codec.js';
 import { Replicator } from './replicator.js';
 
@@ -152,44 +152,75 @@ describe('snapshot checkpoints', () => {
       const good = await readFile(file);
       const cp = openCheckpoint(a.crypto, checkpointKey(a.replicaId, 1), good) as CheckpointV2;
       const snap = cp.snapshot;
-      const nodes = snap.nodes;
-      const dirs = nodes.filter((n) => n[2]?.k === 'd');
-      const [x, y] = [dirs[0]!, dirs[1]!];
-      const cycle = nodes.map((n): SnapshotNode =>
-        n === x ? [n[0], y[0], n[2], n[3]] : n === y ? [n[0], x[0], n[2], n[3]] : n,
-      );
-      const withChunk = snap.versions.find((v) => v[3].chunks.length > 0)!;
-      const badChunk = snap.versions.map((v): SnapshotVersion =>
-        v === withChunk ? [v[0], v[1], v[2], { ...v[3], chunks: [{ ...v[3].chunks[0]!, id: 'zz' }] }] : v,
-      );
-      const forged = (what: Partial<TreeSnapshot>): Uint8Array =>
-        sealCheckpoint(a.crypto, { ...cp, snapshot: { ...snap, ...what } });
+      /** The snapshot's database changed by SQL, sealed again with the right key (a forger who has it). */
+      const forged = (...sql: string[]): Uint8Array => {
+        const d = new Database(Buffer.from(snap.db));
+        for (const q of sql) d.exec(q);
+        const db = d.serialize();
+        d.close();
+        return sealCheckpoint(a.crypto, { ...cp, snapshot: { ...snap, db } });
+      };
+      const probe = new Database(Buffer.from(snap.db), { readonly: true });
+      const [x, y] = probe
+        .prepare("SELECT id FROM nodes WHERE meta ->> '$.k' = 'd' ORDER BY id LIMIT 2")
+        .pluck(true)
+        .all() as string[];
+      probe.close();
       const variants: Array<[string, Uint8Array, RegExp]> = [
         ['flipped byte', Buffer.from(good.map((v, i) => (i === 40 ? v ^ 1 : v))), /corrupt|authentic/i],
-        ['a cycle (sealed with the right key)', forged({ nodes: cycle }), /cycle/i],
-        ['a node twice', forged({ nodes: [...nodes, nodes[nodes.length - 1]!] }), /node id /],
-        ['nodes not a list', forged({ nodes: 'x' as never }), /node is not a list/],
+        [
+          'a cycle',
+          forged(
+            `UPDATE nodes SET parent = '${y}' WHERE id = '${x}'`,
+            `UPDATE nodes SET parent = '${x}' WHERE id = '${y}'`,
+          ),
+          /cycle/i,
+        ],
+        [
+          'not a database',
+          sealCheckpoint(a.crypto, {
+            ...cp,
+            snapshot: { ...snap, db: Buffer.from('not a database at all') },
+          }),
+          /not a database|file is not a database/,
+        ],
+        ['an extra view', forged('CREATE VIEW v AS SELECT 1'), /unexpected schema/],
+        [
+          'a trigger',
+          forged('CREATE TRIGGER t AFTER INSERT ON log BEGIN SELECT 1; END'),
+          /unexpected schema/,
+        ],
+        [
+          'malformed meta JSON',
+          forged(`UPDATE nodes SET meta = '{bad' WHERE id = '${x}'`),
+          /checkpoint snapshot: .*JSON/,
+        ],
         [
           'a link without its inode',
-          forged({
-            nodes: nodes.map((n): SnapshotNode =>
-              n[2]?.k === 'l' ? [n[0], n[1], { ...n[2], i: undefined } as never, n[3]] : n,
-            ),
-          }),
-          /a link without an inode/,
+          forged("UPDATE nodes SET meta = json_remove(meta, '$.i') WHERE meta ->> '$.k' = 'l'"),
+          /bad meta/,
         ],
-        ['a malformed chunk reference', forged({ versions: badChunk }), /bad chunk reference/],
+        [
+          'a malformed chunk reference',
+          forged(
+            "UPDATE versions SET data = json_set(data, '$.chunks[0].id', 'zz') WHERE json_array_length(data, '$.chunks') > 0",
+          ),
+          /malformed chunk reference/,
+        ],
         [
           'a negative version size',
-          forged({ versions: [['n', 'v', 1, { id: 'v', size: -1, chunks: [] } as never]] }),
-          /checkpoint snapshot: version v/,
+          forged("UPDATE versions SET data = json_set(data, '$.size', -1)"),
+          /malformed version row/,
         ],
         [
           'a log row from a bad replica id',
-          forged({
-            log: snap.log.map((l, k): SnapshotLog => (k === 0 ? [l[0], 'bad/replica', l[2], l[3]] : l)),
-          }),
-          /log timestamp/,
+          forged("UPDATE log SET replica = 'bad/replica' WHERE counter = (SELECT min(counter) FROM log)"),
+          /malformed log row/,
+        ],
+        [
+          'a node row with an empty id',
+          forged(`UPDATE nodes SET id = '' WHERE id = '${x}'`),
+          /malformed node row/,
         ],
         [
           'an unknown format',

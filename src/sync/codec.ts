@@ -2,7 +2,7 @@
 // JSON inside FsCrypto's authenticated objects, with shape checks on the way in. Knows no transport or tree logic.
 import type { FsCrypto } from '../chunks/crypto.js';
 import { InvalidInputError } from '../errors.js';
-import { checkSnapshot, type TreeSnapshot } from '../tree/snapshot.js';
+import { checkSnapshotHeader, snapshotVersions, type TreeSnapshot } from '../tree/snapshot.js';
 import type { TreeOp, TreeOpBatch } from '../tree/types.js';
 
 export const SEQ_DIGITS = 16;
@@ -143,20 +143,27 @@ export interface CheckpointV2 extends CheckpointHeader {
 /** Checkpoint formats this arbor reads; a newer one is skipped with an error, never misread. */
 export const CHECKPOINT_VERSIONS: readonly number[] = [1, 2];
 
+/**
+ * Format 2 is a JSON header line (everything but the snapshot's database), a newline, then the database bytes;
+ * format 1 was one JSON document (JSON never contains a raw newline, so the first line tells them apart).
+ */
 export function sealCheckpoint(crypto: FsCrypto, cp: Checkpoint): Uint8Array {
-  return crypto.sealObject('checkpoint', checkpointKey(cp.replica, cp.seq), Buffer.from(JSON.stringify(cp)));
+  const key = checkpointKey(cp.replica, cp.seq);
+  if (cp.version === 1) return crypto.sealObject('checkpoint', key, Buffer.from(JSON.stringify(cp)));
+  const { db, ...rest } = cp.snapshot;
+  const header = Buffer.from(JSON.stringify({ ...cp, snapshot: rest }) + '\n');
+  return crypto.sealObject('checkpoint', key, Buffer.concat([header, db]));
 }
 
 /** Open, authenticate and fully validate a checkpoint (ARBOR_BAD_BATCH / ARBOR_BAD_CHECKPOINT on anything wrong). */
 export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array): Checkpoint {
   const where = parseSeqKey('checkpoints', key);
   if (!where) throw bad('not a checkpoint key', key);
+  const plain = Buffer.from(crypto.openObject('checkpoint', key, sealed));
+  const nl = plain.indexOf(0x0a);
   let c: Record<string, unknown>;
   try {
-    c = JSON.parse(Buffer.from(crypto.openObject('checkpoint', key, sealed)).toString('utf8')) as Record<
-      string,
-      unknown
-    >;
+    c = JSON.parse(plain.subarray(0, nl < 0 ? plain.length : nl).toString('utf8')) as Record<string, unknown>;
   } catch (err) {
     if (err instanceof SyntaxError) throw bad('not JSON', key);
     throw err;
@@ -178,7 +185,10 @@ export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array
     positions: positions as Record<string, number>,
     time: typeof c.time === 'number' ? c.time : 0,
   };
-  if (c.version === 2) return { version: 2, ...header, snapshot: checkSnapshot(c.snapshot) };
+  if (c.version === 2) {
+    if (nl < 0) throw bad('checkpoint without its database', key);
+    return { version: 2, ...header, snapshot: checkSnapshotHeader(c.snapshot, plain.subarray(nl + 1)) };
+  }
   if (!Array.isArray(c.ops)) throw bad('checkpoint without ops', key);
   return { version: 1, ...header, ops: c.ops.map((o) => checkOp(o, key)) };
 }
@@ -186,7 +196,7 @@ export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array
 /** The content versions a checkpoint holds, as version ops (GC marks their chunks), whatever its format. */
 export function checkpointVersionOps(cp: Checkpoint): TreeOp[] {
   if (cp.version === 1) return cp.ops.filter((op) => op.type === 'version');
-  return cp.snapshot.versions.map(([node, id, counter, version]) => ({
+  return snapshotVersions(cp.snapshot).map(([node, id, counter, version]) => ({
     type: 'version',
     ts: { counter, replica: id.slice(id.indexOf('.') + 1) },
     node,

@@ -503,9 +503,7 @@ export class Replicator {
   /** Format 2: bulk-load the rows, take the checkpoint's positions as ours. One transaction. */
   private loadSnapshot(cp: CheckpointV2): number {
     const positions = new Map(Object.entries(cp.positions));
-    this.ctx.tree.importSnapshot(cp.snapshot, cp.replica, positions);
-    const s = cp.snapshot;
-    return s.nodes.length + s.log.length + s.versions.length;
+    return this.ctx.tree.importSnapshot(cp.snapshot, cp.replica, positions);
   }
 
   /** Format 1 (older replicas wrote it): replay the compacted op set through the tree. */

@@ -7,11 +7,11 @@ import { dirname } from 'node:path';
 import { isHole, type ChunkRef, type ChunkStore } from '../chunks/types.js';
 import { CrdtTree, LamportClock, compareTimestamps } from '../crdt/index.js';
 import type { Move, NodeChange, NodeId, NodePlacement, ReplicaId, Timestamp } from '../crdt/index.js';
-import { fsError } from '../errors.js';
+import { InvalidInputError, fsError } from '../errors.js';
 import { StateDb } from '../state/db.js';
 import { decodeOps, encodeOps } from './codec.js';
 import { PastTree, cutoffAt } from './past.js';
-import { crdtParts, readSnapshot, writeSnapshot, type TreeSnapshot } from './snapshot.js';
+import { checkMeta, readSnapshot, writeSnapshot, type TreeSnapshot } from './snapshot.js';
 import { FileContent, Rechunker } from './content.js';
 import {
   NAME_MAX,
@@ -567,34 +567,44 @@ export class FileTree {
   }
 
   /**
-   * Load another replica's snapshot into this new, empty replica in one transaction: rows are copied as they are
-   * (no CRDT work per op), then the in-memory tree is rebuilt from them as a reopen does and checked (a forest, no
-   * cycle). `positions` (replica → batch seq the snapshot covers) become the peer positions, so a pull fetches only
-   * later batches. Anything invalid rolls the whole load back and throws; the replica stays empty.
+   * Load another replica's snapshot into this new, empty replica in one transaction: its tables are copied with one
+   * INSERT … SELECT each (no CRDT work per op), then the in-memory tree is rebuilt from them as a reopen does and
+   * checked (every meta well-formed, a forest, no cycle). `positions` (replica → batch seq the snapshot covers) become
+   * the peer positions, so a pull fetches only later batches. Anything invalid rolls the whole load back and throws
+   * (InvalidInputError ARBOR_BAD_CHECKPOINT); the replica stays empty. Returns the number of rows loaded.
    */
-  importSnapshot(s: TreeSnapshot, source: ReplicaId, positions: ReadonlyMap<ReplicaId, number>): void {
+  importSnapshot(s: TreeSnapshot, source: ReplicaId, positions: ReadonlyMap<ReplicaId, number>): number {
     if (this.closed) throw fsError('EIO', 'arbor is closed');
     if (this.open.size > 0 || this.crdt.size > 0 || this.db.peers().length > 0)
       throw fsError('EBUSY', 'a checkpoint can only be loaded into a new replica');
     const counters = new Map(s.peers.map(([r, , c]) => [r, c]));
     counters.set(source, Math.max(counters.get(source) ?? 0, s.clock));
+    const merge = (_id: string, mine: string, theirs: string): string =>
+      encodeRegs(mergeRegs(decodeRegs(mine), decodeRegs(theirs)));
     try {
-      this.db.tx(() => {
-        writeSnapshot(this.db, s, (_id, mine, theirs) =>
-          encodeRegs(mergeRegs(decodeRegs(mine), decodeRegs(JSON.stringify(theirs)))),
-        );
-        for (const [r, seq] of positions)
-          if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
-        this.clock.observe({ counter: s.clock, replica: source });
-        this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
-        // The tree is built from the snapshot's own objects: reading back what was just written would parse it twice.
-        this.resetMemory();
-        const { placements, log } = crdtParts(s);
-        const seen = this.db.peers().map((p) => ({ counter: p.counter, replica: p.replica }));
-        this.crdt = CrdtTree.restore(placements, log, s.truncated ?? undefined, seen);
-        for (const id of s.conflicted) this.conflicted.add(id);
-        this.crdt.verify();
-      });
+      return writeSnapshot(this.db, s, `${this.db.db.name}.checkpoint-load`, merge, (load) =>
+        this.db.tx(() => {
+          load();
+          for (const [r, seq] of positions)
+            if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
+          this.clock.observe({ counter: s.clock, replica: source });
+          this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
+          this.resetMemory();
+          try {
+            this.crdt = this.load();
+          } catch (err) {
+            if (err instanceof SyntaxError)
+              throw new InvalidInputError(`checkpoint snapshot: ${err.message}`, 'ARBOR_BAD_CHECKPOINT');
+            throw err;
+          }
+          for (const [id, p] of this.crdt.nodes()) checkMeta(p.meta, `node ${id}`);
+          for (const e of this.crdt.log()) {
+            checkMeta(e.op.meta, `log op of ${e.op.child}`);
+            if (e.old !== null) checkMeta(e.old.meta, `log op of ${e.op.child}`);
+          }
+          this.crdt.verify();
+        }),
+      );
     } catch (err) {
       // Rolled back: rebuild the memory of the (still empty) replica from SQLite.
       this.resetMemory();
