@@ -11,7 +11,13 @@ import { cloneWorkspace, initWorkspace, openWorkspace, paths, type Workspace } f
 import { Arbor } from '../index.js';
 import { ROOT } from '../tree/types.js';
 import Database from 'better-sqlite3';
-import { checkpointKey, openCheckpoint, sealCheckpoint, type CheckpointV2 } from './codec.js';
+import {
+  checkpointKey,
+  openCheckpoint,
+  sealCheckpoint,
+  type CheckpointV1,
+  type CheckpointV2,
+} from './codec.js';
 import { Replicator } from './replicator.js';
 
 const tmps: string[] = [];
@@ -250,6 +256,44 @@ describe('snapshot checkpoints', () => {
         await rc.pull();
         assert.deepEqual(await deepDigest(c), want, what);
       }
+    } finally {
+      for (const w of ws) await w.close();
+    }
+  });
+
+  it('a format 1 checkpoint (a compacted op set, written by older replicas) is still replayed', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'arbor-cp1-'));
+    tmps.push(root);
+    const remote = join(root, 'remote');
+    const a = await initWorkspace(join(root, 'a'), remote, { cacheBytes: CACHE });
+    const ws = [a];
+    try {
+      const fa = new Arbor(a.tree);
+      await fa.mkdir('/d');
+      await fa.writeFile('/d/f', 'one');
+      await fa.rename('/d/f', '/g');
+      const ra = new Replicator(a);
+      await ra.sync();
+      const ops = a.tree.localOpsSince(0).flatMap((b) => b.ops);
+      const cp: CheckpointV1 = {
+        version: 1,
+        replica: a.replicaId,
+        seq: 1,
+        positions: { [a.replicaId]: ra.state.pushed.rseq },
+        ops,
+        time: Date.now(),
+      };
+      await a.remote.putIfAbsent(checkpointKey(a.replicaId, 1), sealCheckpoint(a.crypto, cp));
+      const c = await cloneWorkspace(join(root, 'c'), remote, {
+        keyFile: paths(a.dir).key,
+        cacheBytes: CACHE,
+      });
+      ws.push(c);
+      const rc = new Replicator(c);
+      const r = await rc.restoreLatestCheckpoint();
+      assert.deepEqual([r.loaded, r.failed], [ops.length, []]);
+      assert.equal((await rc.pull()).batches, 0);
+      assert.deepEqual(await deepDigest(c), await deepDigest(a));
     } finally {
       for (const w of ws) await w.close();
     }
