@@ -2,6 +2,7 @@
 // JSON inside FsCrypto's authenticated objects, with shape checks on the way in. Knows no transport or tree logic.
 import type { FsCrypto } from '../chunks/crypto.js';
 import { InvalidInputError } from '../errors.js';
+import { checkSnapshotHeader, snapshotVersions, type TreeSnapshot } from '../tree/snapshot.js';
 import type { TreeOp, TreeOpBatch } from '../tree/types.js';
 
 export const SEQ_DIGITS = 16;
@@ -152,31 +153,61 @@ export function openBatch(crypto: FsCrypto, key: string, sealed: Uint8Array): Re
 }
 
 /**
- * A checkpoint: a compacted op set equivalent to a replica's state after applying every peer's batches up to
- * `positions` (its own included), so a clone applies it once and then pulls only later batches.
+ * A checkpoint: a replica's state after applying every peer's batches up to `positions` (its own included), so a
+ * clone loads it once and then pulls only later batches. Version 2 (written now) carries the state as table rows
+ * (`snapshot`, bulk-loaded in one transaction); version 1 (still read) carried a compacted op set to replay.
  */
-export interface Checkpoint {
-  readonly version: 1;
+export type Checkpoint = CheckpointV1 | CheckpointV2;
+
+interface CheckpointHeader {
   readonly replica: string;
   readonly seq: number;
   readonly positions: Readonly<Record<string, number>>;
-  readonly ops: readonly TreeOp[];
   /** Wall-clock ms when written. */
   readonly time: number;
 }
 
-export function sealCheckpoint(crypto: FsCrypto, cp: Checkpoint): Uint8Array {
-  return crypto.sealObject('checkpoint', checkpointKey(cp.replica, cp.seq), Buffer.from(JSON.stringify(cp)));
+export interface CheckpointV1 extends CheckpointHeader {
+  readonly version: 1;
+  readonly ops: readonly TreeOp[];
 }
 
+export interface CheckpointV2 extends CheckpointHeader {
+  readonly version: 2;
+  readonly snapshot: TreeSnapshot;
+}
+
+/** Checkpoint formats this arbor reads; a newer one is skipped with an error, never misread. */
+export const CHECKPOINT_VERSIONS: readonly number[] = [1, 2];
+
+/**
+ * Format 2 is a JSON header line (everything but the snapshot's database), a newline, then the database bytes;
+ * format 1 was one JSON document (JSON never contains a raw newline, so the first line tells them apart).
+ */
+export function sealCheckpoint(crypto: FsCrypto, cp: Checkpoint): Uint8Array {
+  const key = checkpointKey(cp.replica, cp.seq);
+  if (cp.version === 1) return crypto.sealObject('checkpoint', key, Buffer.from(JSON.stringify(cp)));
+  const { db, ...rest } = cp.snapshot;
+  const header = Buffer.from(JSON.stringify({ ...cp, snapshot: rest }) + '\n');
+  return crypto.sealObject('checkpoint', key, Buffer.concat([header, db]));
+}
+
+/** Open, authenticate and fully validate a checkpoint (ARBOR_BAD_BATCH / ARBOR_BAD_CHECKPOINT on anything wrong). */
 export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array): Checkpoint {
   const where = parseSeqKey('checkpoints', key);
   if (!where) throw bad('not a checkpoint key', key);
-  const c = JSON.parse(Buffer.from(crypto.openObject('checkpoint', key, sealed)).toString('utf8')) as Record<
-    string,
-    unknown
-  >;
-  if (c.version !== 1 || c.replica !== where.replica || c.seq !== where.seq || !Array.isArray(c.ops)) {
+  const plain = Buffer.from(crypto.openObject('checkpoint', key, sealed));
+  const nl = plain.indexOf(0x0a);
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(plain.subarray(0, nl < 0 ? plain.length : nl).toString('utf8')) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof SyntaxError) throw bad('not JSON', key);
+    throw err;
+  }
+  if (typeof c !== 'object' || c === null || !CHECKPOINT_VERSIONS.includes(c.version as number))
+    throw bad(`unknown checkpoint format ${String((c as { version?: unknown } | null)?.version)}`, key);
+  if (c.replica !== where.replica || c.seq !== where.seq) {
     throw bad('checkpoint header does not match its name', key);
   }
   const positions = c.positions as Record<string, unknown>;
@@ -185,12 +216,27 @@ export function openCheckpoint(crypto: FsCrypto, key: string, sealed: Uint8Array
     if (!REPLICA.test(r) || typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0)
       throw bad('bad position', key);
   }
-  return {
-    version: 1,
+  const header = {
     replica: where.replica,
     seq: where.seq,
     positions: positions as Record<string, number>,
-    ops: c.ops.map((o) => checkOp(o, key)),
     time: typeof c.time === 'number' ? c.time : 0,
   };
+  if (c.version === 2) {
+    if (nl < 0) throw bad('checkpoint without its database', key);
+    return { version: 2, ...header, snapshot: checkSnapshotHeader(c.snapshot, plain.subarray(nl + 1)) };
+  }
+  if (!Array.isArray(c.ops)) throw bad('checkpoint without ops', key);
+  return { version: 1, ...header, ops: c.ops.map((o) => checkOp(o, key)) };
+}
+
+/** The content versions a checkpoint holds, as version ops (GC marks their chunks), whatever its format. */
+export function checkpointVersionOps(cp: Checkpoint): TreeOp[] {
+  if (cp.version === 1) return cp.ops.filter((op) => op.type === 'version');
+  return snapshotVersions(cp.snapshot).map(([node, id, counter, version]) => ({
+    type: 'version',
+    ts: { counter, replica: id.slice(id.indexOf('.') + 1) },
+    node,
+    version,
+  }));
 }

@@ -25,7 +25,12 @@ export async function serveControl(
         (result) => sock.end(JSON.stringify({ ok: true, result }) + '\n'),
         (err: unknown) =>
           sock.end(
-            JSON.stringify({ ok: false, error: err instanceof Error ? err.message : String(err) }) + '\n',
+            JSON.stringify({
+              ok: false,
+              error: err instanceof Error ? err.message : String(err),
+              // The asking process rebuilds the same typed error (its errno and code decide its message and exit).
+              ...(err instanceof ArborError ? { code: err.code, errno: err.errno } : {}),
+            }) + '\n',
           ),
       );
     });
@@ -68,9 +73,22 @@ export function askMount(path: string, request: string, timeoutMs = 600_000): Pr
     sock.on('end', () => {
       clearTimeout(timer);
       try {
-        const r = JSON.parse(buf) as { ok: boolean; result?: unknown; error?: string };
+        const r = JSON.parse(buf) as {
+          ok: boolean;
+          result?: unknown;
+          error?: string;
+          code?: string;
+          errno?: number;
+        };
         if (r.ok) resolve(r.result);
-        else reject(new ArborError('ARBOR_MOUNT_ERROR', Errno.EIO, r.error ?? 'the mount reported an error'));
+        else
+          reject(
+            new ArborError(
+              typeof r.code === 'string' ? r.code : 'ARBOR_MOUNT_ERROR',
+              typeof r.errno === 'number' ? r.errno : Errno.EIO,
+              r.error ?? 'the mount reported an error',
+            ),
+          );
       } catch {
         reject(new Error('the mount sent a malformed reply'));
       }

@@ -7,7 +7,7 @@ import { InvalidInputError } from '../errors.js';
 import type { Timestamp } from '../crdt/types.js';
 import type { TruncateReport } from '../tree/filetree.js';
 import type { ContentVersion, TreeOp } from '../tree/types.js';
-import { openBatch, openCheckpoint, parseSeqKey } from './codec.js';
+import { checkpointVersionOps, openBatch, openCheckpoint, parseSeqKey } from './codec.js';
 import { computeStability, readMembers, type PeerKnowledge, type Stability } from './membership.js';
 import type { Replicator } from './replicator.js';
 
@@ -187,7 +187,7 @@ export async function collectGarbage(replicator: Replicator, opts: GcOptions = {
     s.knownToAll = [...seenBy.values()].every((m) => (m.get(at.replica) ?? 0) >= at.seq);
   }
   const cpKeys = (await remote.list('checkpoints/')).filter((k) => parseSeqKey('checkpoints', k));
-  for (const key of cpKeys) see(openCheckpoint(crypto, key, await remote.get(key)).ops);
+  for (const key of cpKeys) see(checkpointVersionOps(openCheckpoint(crypto, key, await remote.get(key))));
   // Local ops written since the sync above (a mount keeps working) are published later: keep their chunks too.
   for (const b of ctx.tree.localOpsSince(replicator.state.pushed.local)) see(b.ops);
 

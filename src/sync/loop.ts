@@ -27,6 +27,8 @@ export interface SyncLoopOptions extends ReplicatorOptions {
   truncateEveryMs?: number;
   /** Serve the control socket here (e.g. <dir>/control.sock) so `arbor sync/status <dir>` reach this process. */
   socketPath?: string;
+  /** Requests the loop does not know itself (`sync`, `status`) go here; undefined = unknown request. */
+  onRequest?: (request: string) => Promise<unknown>;
   /** One line per state change (unreachable, reachable again); default silent. */
   log?: (line: string) => void;
 }
@@ -144,7 +146,9 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
           return { ...r, change: undefined };
         }
         if (req === 'status') return status();
-        throw new Error(`unknown request ${req}`);
+        const other = await opts.onRequest?.(req);
+        if (other === undefined) throw new Error(`unknown request ${req}`);
+        return other;
       })
     : undefined;
 

@@ -249,7 +249,7 @@ describe('replication through a dir remote', () => {
       extra.push(c);
       const rc = new Replicator(c);
       const cp = await rc.restoreLatestCheckpoint();
-      assert.ok(cp.ops > 0 && cp.from === `checkpoints/${a.replicaId}/0000000000000001`);
+      assert.ok(cp.loaded > 0 && cp.from === `checkpoints/${a.replicaId}/0000000000000001`);
       const pulled = await rc.pull();
       assert.equal(pulled.batches, 1, 'only the batch after the checkpoint is fetched');
       const d = await cloneWorkspace(join(root, 'd'), remote, { keyFile: key, cacheBytes: SMALL_CACHE });

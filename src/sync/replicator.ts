@@ -7,10 +7,12 @@ import { RemoteUnavailableError } from '../errors.js';
 import { checkReachable } from '../remote/index.js';
 import type { Remote } from '../remote/types.js';
 import type { FileTree } from '../tree/filetree.js';
-import type { ContentVersion, TreeChange, TreeMeta, TreeOp } from '../tree/types.js';
+import type { TreeChange, TreeOp } from '../tree/types.js';
 import {
   type Checkpoint,
   type Horizon,
+  type CheckpointV1,
+  type CheckpointV2,
   type RemoteBatch,
   checkpointKey,
   openBatch,
@@ -475,8 +477,9 @@ export class Replicator {
   }
 
   /**
-   * Publish this replica's state as a compacted op set. Only when everything local is pushed (a checkpoint must
-   * not carry ops whose chunks may not be uploaded). Returns the checkpoint seq, or undefined if skipped.
+   * Publish this replica's state as a snapshot of its tables (checkpoint format 2). Only when everything local is
+   * pushed (a checkpoint must not carry ops whose chunks may not be uploaded). Returns the checkpoint seq, or
+   * undefined if skipped.
    */
   private async writeCheckpointNow(): Promise<number | undefined> {
     if (this.ctx.readOnly) return undefined;
@@ -485,9 +488,16 @@ export class Replicator {
     if (this.state.plan !== undefined || tree.localSeq !== this.state.pushed.local) return undefined;
     const positions: Record<string, number> = Object.fromEntries(tree.peerPositions());
     positions[this.ctx.replicaId] = this.state.pushed.rseq;
-    const ops = compactState(this.ctx.db);
+    const snapshot = tree.exportSnapshot();
     const seq = this.state.checkpointSeq + 1;
-    const cp: Checkpoint = { version: 1, replica: this.ctx.replicaId, seq, positions, ops, time: Date.now() };
+    const cp: Checkpoint = {
+      version: 2,
+      replica: this.ctx.replicaId,
+      seq,
+      positions,
+      snapshot,
+      time: Date.now(),
+    };
     await this.ctx.remote.putIfAbsent(
       checkpointKey(this.ctx.replicaId, seq),
       sealCheckpoint(this.ctx.crypto, cp),
@@ -498,144 +508,92 @@ export class Replicator {
   }
 
   /**
-   * For a fresh clone: apply the most advanced published checkpoint (if any), so the pull that follows fetches only
-   * later batches. Returns the ops applied (0 without a checkpoint).
+   * For a fresh clone: load the most advanced published checkpoint that opens and validates, so the pull that
+   * follows fetches only later batches. A checkpoint that fails (corrupt, forged, unknown format, inconsistent
+   * state) is named in `failed` and the next best is tried; with none usable the clone replays every batch.
+   * `loaded` = state rows (format 2) or ops (format 1) taken from the checkpoint, 0 without one.
    */
-  restoreLatestCheckpoint(onProgress?: (p: Progress) => void): Promise<{ ops: number; from?: string }> {
+  restoreLatestCheckpoint(onProgress?: (p: Progress) => void): Promise<CheckpointRestore> {
     return this.serial(async () => {
-      const { remote, crypto, tree } = this.ctx;
+      const { remote, crypto } = this.ctx;
       const newest = new Map<string, number>();
       for (const key of await remote.list('checkpoints/')) {
         const k = parseSeqKey('checkpoints', key);
         if (k && k.seq > (newest.get(k.replica) ?? 0)) newest.set(k.replica, k.seq);
       }
-      if (newest.size === 0) return { ops: 0 };
+      const failed: string[] = [];
+      if (newest.size === 0) return { loaded: 0, failed };
       onProgress?.({ phase: 'checkpoint', done: 0, total: 1 });
-      let best: Checkpoint | undefined;
-      let bestScore = -1;
+      const candidates: Checkpoint[] = [];
       for (const [replica, seq] of newest) {
         const key = checkpointKey(replica, seq);
-        const cp = openCheckpoint(crypto, key, await remote.get(key));
-        const score = Object.values(cp.positions).reduce((a, b) => a + b, 0);
-        if (score > bestScore) {
-          best = cp;
-          bestScore = score;
+        try {
+          candidates.push(openCheckpoint(crypto, key, await remote.get(key)));
+        } catch (err) {
+          if (err instanceof RemoteUnavailableError) throw err;
+          failed.push(`${key}: ${err instanceof Error ? err.message : String(err)}`);
         }
       }
-      const cp = best!;
-      // In timestamp order and in slices: each slice only appends to the CRDT log (no undo/redo of the earlier ones)
-      // and is one moderate transaction. Only the last slice records the position, so an interrupted restore
-      // is redone rather than taken as complete.
-      const ops = [...cp.ops].sort(
-        (x, y) =>
-          x.ts.counter - y.ts.counter ||
-          (x.ts.replica < y.ts.replica ? -1 : x.ts.replica > y.ts.replica ? 1 : 0),
-      );
-      const slice = 4 * this.maxOps;
-      for (let i = 0; i < ops.length || i === 0; i += slice) {
-        const last = i + slice >= ops.length;
-        tree.applyRemote({
-          version: 1,
-          replica: cp.replica,
-          seq: last ? (cp.positions[cp.replica] ?? 0) : 0,
-          ops: ops.slice(i, i + slice),
-        });
-        onProgress?.({ phase: 'checkpoint', done: Math.min(ops.length, i + slice), total: ops.length });
-      }
-      for (const [replica, seq] of Object.entries(cp.positions)) {
-        if (replica !== cp.replica && replica !== this.ctx.replicaId) {
-          tree.applyRemote({ version: 1, replica, seq, ops: [] });
+      const score = (cp: Checkpoint): number => Object.values(cp.positions).reduce((a, b) => a + b, 0);
+      candidates.sort((a, b) => score(b) - score(a));
+      for (const cp of candidates) {
+        const key = checkpointKey(cp.replica, cp.seq);
+        try {
+          const loaded = cp.version === 2 ? this.loadSnapshot(cp) : this.replayCheckpoint(cp, onProgress);
+          onProgress?.({ phase: 'checkpoint', done: 1, total: 1 });
+          return { loaded, from: key, failed };
+        } catch (err) {
+          // The load is one transaction (format 2) and rolled back: the replica is still empty, try the next one.
+          if (cp.version !== 2) throw err;
+          failed.push(`${key}: ${err instanceof Error ? err.message : String(err)}`);
         }
       }
-      return { ops: cp.ops.length, from: checkpointKey(cp.replica, cp.seq) };
+      return { loaded: 0, failed };
     });
+  }
+
+  /** Format 2: bulk-load the rows, take the checkpoint's positions as ours. One transaction. */
+  private loadSnapshot(cp: CheckpointV2): number {
+    const positions = new Map(Object.entries(cp.positions));
+    return this.ctx.tree.importSnapshot(cp.snapshot, cp.replica, positions);
+  }
+
+  /** Format 1 (older replicas wrote it): replay the compacted op set through the tree. */
+  private replayCheckpoint(cp: CheckpointV1, onProgress?: (p: Progress) => void): number {
+    const { tree } = this.ctx;
+    // In timestamp order and in slices: each slice only appends to the CRDT log (no undo/redo of the earlier ones)
+    // and is one moderate transaction. Only the last slice records the position, so an interrupted restore
+    // is redone rather than taken as complete.
+    const ops = [...cp.ops].sort(
+      (x, y) =>
+        x.ts.counter - y.ts.counter ||
+        (x.ts.replica < y.ts.replica ? -1 : x.ts.replica > y.ts.replica ? 1 : 0),
+    );
+    const slice = 4 * this.maxOps;
+    for (let i = 0; i < ops.length || i === 0; i += slice) {
+      const last = i + slice >= ops.length;
+      tree.applyRemote({
+        version: 1,
+        replica: cp.replica,
+        seq: last ? (cp.positions[cp.replica] ?? 0) : 0,
+        ops: ops.slice(i, i + slice),
+      });
+      onProgress?.({ phase: 'checkpoint', done: Math.min(ops.length, i + slice), total: ops.length });
+    }
+    for (const [replica, seq] of Object.entries(cp.positions)) {
+      if (replica !== cp.replica && replica !== this.ctx.replicaId) {
+        tree.applyRemote({ version: 1, replica, seq, ops: [] });
+      }
+    }
+    return cp.ops.length;
   }
 }
 
-type Reg = [number, string, unknown];
-
-/** The tree's stored registers as (field, register) pairs: grouped form {g: [[c, r, {field: v}]]} or flat {field: [c, r, v]}. */
-function decodeRegs(text: string): Array<[string, Reg]> {
-  const v = JSON.parse(text) as Record<string, unknown>;
-  const out: Array<[string, Reg]> = [];
-  if (Array.isArray(v.g)) {
-    for (const [c, r, fields] of v.g as Array<[number, string, Record<string, unknown>]>) {
-      for (const [field, value] of Object.entries(fields)) out.push([field, [c, r, value]]);
-    }
-    return out;
-  }
-  for (const [field, r] of Object.entries(v))
-    if (Array.isArray(r) && r.length === 3) out.push([field, r as Reg]);
-  return out;
-}
-
-/**
- * The tree's state as an equivalent op set, read from the tree's tables (nodes, log, versions: src/state/db.ts):
- * each node's placing move (its meta.t is that move's timestamp), every move still in the CRDT log plus the move
- * that each logged op undoes to, every register write, every content version. Applied in timestamp order this gives
- * the same tree and the same answers for any op newer than the truncation point, which is all a peer can still send.
- */
-export function compactState(db: BetterSqlite3.Database): TreeOp[] {
-  const moves = new Map<string, TreeOp>();
-  const addMove = (child: string, parent: string, meta: TreeMeta): void => {
-    const t = meta.t;
-    if (!Array.isArray(t)) return;
-    const ts = { counter: t[0], replica: t[1] };
-    const k = `${ts.counter}.${ts.replica}.${child}`;
-    if (!moves.has(k)) moves.set(k, { type: 'move', ts, parent, meta, child });
-  };
-  const sets = new Map<
-    string,
-    { ts: { counter: number; replica: string }; node: string; fields: Record<string, unknown> }
-  >();
-  for (const row of db.prepare('SELECT id, parent, meta, regs FROM nodes').iterate() as IterableIterator<{
-    id: string;
-    parent: string | null;
-    meta: string | null;
-    regs: string | null;
-  }>) {
-    if (row.parent !== null && row.meta !== null)
-      addMove(row.id, row.parent, JSON.parse(row.meta) as TreeMeta);
-    if (row.regs !== null) {
-      for (const [field, [counter, replica, value]] of decodeRegs(row.regs)) {
-        if (field === 'content' || field.startsWith('~')) continue;
-        const k = `${counter}.${replica}.${row.id}`;
-        let s = sets.get(k);
-        if (s === undefined) sets.set(k, (s = { ts: { counter, replica }, node: row.id, fields: {} }));
-        s.fields[field] = value;
-      }
-    }
-  }
-  for (const row of db.prepare('SELECT counter, replica, op, old FROM log').iterate() as IterableIterator<{
-    counter: number;
-    replica: string;
-    op: string;
-    old: string | null;
-  }>) {
-    const op = JSON.parse(row.op) as { parent: string; meta: TreeMeta; child: string };
-    const ts = { counter: row.counter, replica: row.replica };
-    moves.set(`${ts.counter}.${ts.replica}.${op.child}`, {
-      type: 'move',
-      ts,
-      parent: op.parent,
-      meta: op.meta,
-      child: op.child,
-    });
-    if (row.old !== null) {
-      const old = JSON.parse(row.old) as { parent: string; meta: TreeMeta };
-      addMove(op.child, old.parent, old.meta);
-    }
-  }
-  const out: TreeOp[] = [...moves.values()];
-  for (const s of sets.values()) out.push({ type: 'set', ts: s.ts, node: s.node, fields: s.fields as never });
-  for (const row of db.prepare('SELECT node, data FROM versions').iterate() as IterableIterator<{
-    node: string;
-    data: string;
-  }>) {
-    const v = JSON.parse(row.data) as ContentVersion;
-    const dot = v.id.indexOf('.');
-    const ts = { counter: Number(v.id.slice(0, dot)), replica: v.id.slice(dot + 1) };
-    out.push({ type: 'version', ts, node: row.node, version: v });
-  }
-  return out;
+export interface CheckpointRestore {
+  /** State rows (format 2) or ops (format 1) loaded from the checkpoint; 0 when none was usable. */
+  loaded: number;
+  /** The checkpoint's remote key, when one was loaded. */
+  from?: string;
+  /** Checkpoints that could not be used, each as "key: reason". */
+  failed: string[];
 }

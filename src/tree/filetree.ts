@@ -7,9 +7,11 @@ import { dirname } from 'node:path';
 import { isHole, type ChunkRef, type ChunkStore } from '../chunks/types.js';
 import { CrdtTree, LamportClock, compareTimestamps } from '../crdt/index.js';
 import type { Move, NodeChange, NodeId, NodePlacement, ReplicaId, Timestamp } from '../crdt/index.js';
-import { fsError } from '../errors.js';
+import { InvalidInputError, fsError } from '../errors.js';
 import { StateDb } from '../state/db.js';
 import { decodeOps, encodeOps } from './codec.js';
+import { PastTree, cutoffAt } from './past.js';
+import { checkMeta, readSnapshot, writeSnapshot, type TreeSnapshot } from './snapshot.js';
 import { FileContent, Rechunker } from './content.js';
 import {
   NAME_MAX,
@@ -573,6 +575,70 @@ export class FileTree {
   onChange(listener: (change: TreeChange, local: boolean) => void): () => void {
     this.events.on('change', listener);
     return () => this.events.off('change', listener);
+  }
+
+  // ---------------------------------------------------------------- snapshots (fast clone)
+
+  /** The whole persisted state as rows, read in one synchronous stretch (for a checkpoint). */
+  exportSnapshot(): TreeSnapshot {
+    return readSnapshot(this.db, this.clock.counter);
+  }
+
+  /**
+   * Load another replica's snapshot into this new, empty replica in one transaction: its tables are copied with one
+   * INSERT … SELECT each (no CRDT work per op), then the in-memory tree is rebuilt from them as a reopen does and
+   * checked (every meta well-formed, a forest, no cycle). `positions` (replica → batch seq the snapshot covers) become
+   * the peer positions, so a pull fetches only later batches. Anything invalid rolls the whole load back and throws
+   * (InvalidInputError ARBOR_BAD_CHECKPOINT); the replica stays empty. Returns the number of rows loaded.
+   */
+  importSnapshot(s: TreeSnapshot, source: ReplicaId, positions: ReadonlyMap<ReplicaId, number>): number {
+    if (this.closed) throw fsError('EIO', 'arbor is closed');
+    if (this.open.size > 0 || this.crdt.size > 0 || this.db.peers().length > 0)
+      throw fsError('EBUSY', 'a checkpoint can only be loaded into a new replica');
+    const counters = new Map(s.peers.map(([r, , c]) => [r, c]));
+    counters.set(source, Math.max(counters.get(source) ?? 0, s.clock));
+    const merge = (_id: string, mine: string, theirs: string): string =>
+      encodeRegs(mergeRegs(decodeRegs(mine), decodeRegs(theirs)));
+    try {
+      return writeSnapshot(this.db, s, `${this.db.db.name}.checkpoint-load`, merge, (load) =>
+        this.db.tx(() => {
+          load();
+          for (const [r, seq] of positions)
+            if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
+          this.clock.observe({ counter: s.clock, replica: source });
+          this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
+          this.resetMemory();
+          try {
+            this.crdt = this.load();
+          } catch (err) {
+            if (err instanceof SyntaxError)
+              throw new InvalidInputError(`checkpoint snapshot: ${err.message}`, 'ARBOR_BAD_CHECKPOINT');
+            throw err;
+          }
+          for (const [id, p] of this.crdt.nodes()) checkMeta(p.meta, `node ${id}`);
+          for (const e of this.crdt.log()) {
+            checkMeta(e.op.meta, `log op of ${e.op.child}`);
+            if (e.old !== null) checkMeta(e.old.meta, `log op of ${e.op.child}`);
+          }
+          this.crdt.verify();
+        }),
+      );
+    } catch (err) {
+      // Rolled back: rebuild the memory of the (still empty) replica from SQLite.
+      this.resetMemory();
+      this.crdt = this.load();
+      throw err;
+    }
+  }
+
+  /** Drop every in-memory index and cache (before the CRDT is rebuilt after a bulk load or its rollback). */
+  private resetMemory(): void {
+    this.names.clear();
+    this.links = undefined;
+    this.regs.clear();
+    this.conflicted.clear();
+    this.subdirs.clear();
+    this.dirCache.clear();
   }
 
   // ---------------------------------------------------------------- lookups
@@ -1492,6 +1558,54 @@ export class FileTree {
     return slice.length;
   }
 
+  // ---------------------------------------------------------------- the past (restore of removed paths)
+
+  /** The visible tree as it was at a wall-clock time (ns since the epoch); undefined if no history is that old. */
+  pastAt(timeNs: bigint): PastTree | undefined {
+    const cutoff = cutoffAt(this.db, timeNs);
+    if (cutoff === undefined) return undefined;
+    try {
+      return new PastTree(this.db, cutoff, this.crdt.nodes(), this.crdt.truncatedBelow);
+    } catch (err) {
+      if (err instanceof RangeError) throw fsError('ENOENT', err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * A new file whose content is an existing version's chunk list (restore of a removed file): nothing is read or
+   * stored again, the chunks are already on the remote. `source` undefined = empty. One transaction.
+   */
+  createFromVersion(
+    dir: NodeId,
+    name: string,
+    mode: number,
+    uid: number,
+    gid: number,
+    source: ContentVersion | undefined,
+  ): Attr {
+    this.checkNew(dir, name);
+    const inode = this.freshId();
+    const link = this.freshId();
+    const t = this.now().toString();
+    const ops: TreeOp[] = [
+      this.move(dir, link, name, 'l', { i: inode, f: 'file' }),
+      this.set(inode, { kind: 'file', mode: mode & 0o7777, uid, gid, atime: t, mtime: t, ctime: t }),
+    ];
+    if (source !== undefined) {
+      const ts = this.clock.tick();
+      ops.push({
+        type: 'version',
+        ts,
+        node: inode,
+        version: { ...source, id: tsKey(ts), base: null, timeNs: t, replica: this.replica },
+      });
+    }
+    ops.push(this.touchDir(dir, t));
+    this.commit(ops);
+    return this.getattr(inode);
+  }
+
   // ---------------------------------------------------------------- whole-tree views (tests, fsck, bench)
 
   /** Visible paths → kind, for comparing replicas. */
@@ -1691,6 +1805,18 @@ function encodeRegs(r: Regs): string {
     g[2][field] = value;
   }
   return JSON.stringify(r['~h'] ? { g: [...groups.values()], h: r['~h'] } : { g: [...groups.values()] });
+}
+
+/** Per-field last-writer-wins union of two register sets (conflict heads are derived: kept from `b`). */
+function mergeRegs(a: Regs, b: Regs): Regs {
+  const out: Regs = { ...a };
+  for (const [field, reg] of Object.entries(b)) {
+    if (field === '~h') continue;
+    const r = reg as Reg;
+    if (newer({ counter: r[0], replica: r[1] }, out[field] as Reg | undefined)) out[field] = r;
+  }
+  if (b['~h'] !== undefined) out['~h'] = b['~h'];
+  return out;
 }
 
 function decodeRegs(text: string): Regs {

@@ -53,12 +53,15 @@ export function registerClone(program: Command): void {
       };
       try {
         const r = new Replicator(ws);
-        const cp = o.checkpoint === false ? { ops: 0 } : await r.restoreLatestCheckpoint(onProgress);
+        const cp =
+          o.checkpoint === false ? { loaded: 0, failed: [] } : await r.restoreLatestCheckpoint(onProgress);
+        // An unusable checkpoint is not fatal: the pull below replays the batches instead. Say so, once each.
+        for (const f of cp.failed) note(`clone: skipped checkpoint ${f}; replaying op batches instead`);
         const pulled = await r.pull(onProgress);
         if (started) bar.stop();
         note(
           `cloned into ${ws.dir} (replica ${ws.replicaId}${ws.readOnly ? ', read-only' : ''}): ` +
-            (cp.ops > 0 ? `checkpoint of ${cp.ops} ops + ` : '') +
+            (cp.loaded > 0 ? `checkpoint (${cp.loaded} entries) + ` : '') +
             `${pulled.batches} batch(es), ${pulled.ops} ops`,
         );
       } finally {

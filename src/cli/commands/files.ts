@@ -1,12 +1,14 @@
-// `arbor ls|cat|put|get|mkdir|rm|mv <dir> …`: work on an arbor directory's tree without mounting it (library API).
+// `arbor ls|cat|put|get|mkdir|rm|mv|ln|chmod <dir> …`: work on an arbor directory's tree through the library API, in
+// this process or, while a mount owns the directory, inside that mount (src/cli/run.ts).
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { Arbor } from '../../index.js';
+import { defineCommand, runOnWorkspace, type CommandArgs } from '../run.js';
 import type { Workspace } from '../workspace.js';
-import { onPath, out, requireWritable, withWorkspace } from './common.js';
+import { onPath, requireWritable } from './common.js';
 
 function writable(ws: Workspace): Arbor {
   requireWritable(ws);
@@ -82,47 +84,97 @@ async function getTree(a: Arbor, src: string, local: string): Promise<number> {
   return 1;
 }
 
+const str = (a: CommandArgs, k: string): string => String(a[k] ?? '');
+
+defineCommand('ls', async (ws, args, io) => {
+  const a = new Arbor(ws.tree);
+  const p = inner(str(args, 'path'));
+  const st = await a.lstat(p);
+  const names = st.isDirectory() ? await a.readdir(p) : [p.split('/').pop()!];
+  for (const name of names) {
+    if (args.long !== true) {
+      io.out(name);
+      continue;
+    }
+    const full = st.isDirectory() ? (p === '/' ? `/${name}` : `${p}/${name}`) : p;
+    const s = await a.lstat(full);
+    const link = s.isSymbolicLink() ? ` -> ${await a.readlink(full)}` : '';
+    io.out(`${modeString(s.kind, s.mode)} ${s.nlink} ${String(s.size).padStart(10)} ${name}${link}`);
+  }
+});
+
+defineCommand('cat', async (ws, args, io) => {
+  await io.write(await new Arbor(ws.tree).readFile(inner(str(args, 'path'))));
+});
+
+defineCommand('put', async (ws, args) => {
+  requireWritable(ws);
+  const a = new Arbor(ws.tree);
+  if (args.stdin !== undefined) {
+    await a.writeFile(inner(str(args, 'path')), Buffer.from(str(args, 'stdin'), 'base64'));
+    return;
+  }
+  const local = str(args, 'local');
+  let target = inner(str(args, 'path'));
+  const st = await stat(local);
+  if (!st.isDirectory() && (await a.exists(target)) && (await a.stat(target)).isDirectory()) {
+    target = `${target === '/' ? '' : target}/${local.split('/').pop()}`;
+  }
+  await putTree(a, local, target);
+});
+
+defineCommand('get', async (ws, args, io) => {
+  const a = new Arbor(ws.tree);
+  const path = inner(str(args, 'path'));
+  if (args.local === undefined) {
+    if ((await a.stat(path)).isDirectory())
+      throw new InvalidInputError('give a local destination for a directory');
+    await io.write(await a.readFile(path));
+    return;
+  }
+  await getTree(a, path, str(args, 'local'));
+});
+
+defineCommand('mkdir', (ws, args) => writable(ws).mkdir(inner(str(args, 'path')), { recursive: true }));
+
+defineCommand('rm', (ws, args) =>
+  writable(ws).rm(inner(str(args, 'path')), { recursive: args.recursive === true }),
+);
+
+defineCommand('mv', (ws, args) => writable(ws).rename(inner(str(args, 'from')), inner(str(args, 'to'))));
+
+defineCommand('ln', (ws, args) => {
+  const a = writable(ws);
+  const path = inner(str(args, 'path'));
+  return args.symbolic === true
+    ? a.symlink(str(args, 'target'), path)
+    : a.link(inner(str(args, 'target')), path);
+});
+
+defineCommand('chmod', (ws, args) => writable(ws).chmod(inner(str(args, 'path')), Number(args.mode)));
+
+/** Run a registered command on `dir` (here or in its mount), errors naming the arbor path. */
+function run(dir: string, shown: string, name: string, args: CommandArgs): Promise<void> {
+  return onPath(shown, () => runOnWorkspace(dir, name, args));
+}
+
 export function registerFiles(program: Command): void {
   program
     .command('ls')
-    .description('list a directory of the arbor (no mount needed)')
+    .description('list a directory of the arbor')
     .argument('<dir>', 'arbor directory')
     .argument('[path]', 'path inside the arbor', '/')
     .option('-l, --long', 'mode, links, size and name')
-    .action(async (dir: string, path: string, o: { long?: boolean }) => {
-      await onPath(inner(path), () =>
-        withWorkspace(dir, async (ws) => {
-          const a = new Arbor(ws.tree);
-          const p = inner(path);
-          const st = await a.lstat(p);
-          const names = st.isDirectory() ? await a.readdir(p) : [p.split('/').pop()!];
-          for (const name of names) {
-            if (!o.long) {
-              out(name);
-              continue;
-            }
-            const full = st.isDirectory() ? (p === '/' ? `/${name}` : `${p}/${name}`) : p;
-            const s = await a.lstat(full);
-            const link = s.isSymbolicLink() ? ` -> ${await a.readlink(full)}` : '';
-            out(`${modeString(s.kind, s.mode)} ${s.nlink} ${String(s.size).padStart(10)} ${name}${link}`);
-          }
-        }),
-      );
-    });
+    .action((dir: string, path: string, o: { long?: boolean }) =>
+      run(dir, inner(path), 'ls', { path, long: o.long === true }),
+    );
 
   program
     .command('cat')
     .description('write a file of the arbor to stdout')
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'file inside the arbor')
-    .action(async (dir: string, path: string) => {
-      await onPath(inner(path), () =>
-        withWorkspace(dir, async (ws) => {
-          const data = await new Arbor(ws.tree).readFile(inner(path));
-          await new Promise<void>((r) => process.stdout.write(data, () => r()));
-        }),
-      );
-    });
+    .action((dir: string, path: string) => run(dir, inner(path), 'cat', { path }));
 
   program
     .command('put')
@@ -131,22 +183,12 @@ export function registerFiles(program: Command): void {
     .argument('<local>', 'local file or directory, or - for stdin')
     .argument('<path>', 'destination inside the arbor')
     .action(async (dir: string, local: string, path: string) => {
-      await onPath(inner(path), () =>
-        withWorkspace(dir, async (ws) => {
-          requireWritable(ws);
-          const a = new Arbor(ws.tree);
-          if (local === '-') {
-            await a.writeFile(inner(path), await readStdin());
-            return;
-          }
-          let target = inner(path);
-          const st = await stat(local);
-          if (!st.isDirectory() && (await a.exists(target)) && (await a.stat(target)).isDirectory()) {
-            target = `${target === '/' ? '' : target}/${local.split('/').pop()}`;
-          }
-          await putTree(a, local, target);
-        }),
-      );
+      // Read here, not in a mount that may run it: stdin and relative paths are this process's.
+      const args =
+        local === '-'
+          ? { path, stdin: (await readStdin()).toString('base64') }
+          : { path, local: resolve(local) };
+      await run(dir, inner(path), 'put', args);
     });
 
   program
@@ -155,32 +197,16 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'file or directory inside the arbor')
     .argument('[local]', 'local destination')
-    .action(async (dir: string, path: string, local: string | undefined) => {
-      await onPath(inner(path), () =>
-        withWorkspace(dir, async (ws) => {
-          const a = new Arbor(ws.tree);
-          if (local === undefined) {
-            if ((await a.stat(inner(path))).isDirectory())
-              throw new InvalidInputError('give a local destination for a directory');
-            const data = await a.readFile(inner(path));
-            await new Promise<void>((r) => process.stdout.write(data, () => r()));
-            return;
-          }
-          await getTree(a, inner(path), local);
-        }),
-      );
-    });
+    .action((dir: string, path: string, local: string | undefined) =>
+      run(dir, inner(path), 'get', { path, local: local === undefined ? undefined : resolve(local) }),
+    );
 
   program
     .command('mkdir')
     .description('make a directory in the arbor (with parents)')
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'directory inside the arbor')
-    .action(async (dir: string, path: string) => {
-      await onPath(inner(path), () =>
-        withWorkspace(dir, (ws) => writable(ws).mkdir(inner(path), { recursive: true })),
-      );
-    });
+    .action((dir: string, path: string) => run(dir, inner(path), 'mkdir', { path }));
 
   program
     .command('rm')
@@ -188,11 +214,9 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'path inside the arbor')
     .option('-r, --recursive', 'remove directories and their contents')
-    .action(async (dir: string, path: string, o: { recursive?: boolean }) => {
-      await onPath(inner(path), () =>
-        withWorkspace(dir, (ws) => new Arbor(ws.tree).rm(inner(path), { recursive: o.recursive === true })),
-      );
-    });
+    .action((dir: string, path: string, o: { recursive?: boolean }) =>
+      run(dir, inner(path), 'rm', { path, recursive: o.recursive === true }),
+    );
 
   program
     .command('mv')
@@ -200,11 +224,7 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<from>', 'existing path')
     .argument('<to>', 'new path')
-    .action(async (dir: string, from: string, to: string) => {
-      await onPath(inner(from), () =>
-        withWorkspace(dir, (ws) => writable(ws).rename(inner(from), inner(to))),
-      );
-    });
+    .action((dir: string, from: string, to: string) => run(dir, inner(from), 'mv', { from, to }));
 
   program
     .command('ln')
@@ -213,15 +233,9 @@ export function registerFiles(program: Command): void {
     .argument('<target>', 'existing path (or the symlink text with -s)')
     .argument('<path>', 'new name')
     .option('-s, --symbolic', 'make a symbolic link')
-    .action(async (dir: string, target: string, path: string, o: { symbolic?: boolean }) => {
-      await onPath(inner(path), () =>
-        withWorkspace(dir, (ws) => {
-          requireWritable(ws);
-          const a = new Arbor(ws.tree);
-          return o.symbolic ? a.symlink(target, inner(path)) : a.link(inner(target), inner(path));
-        }),
-      );
-    });
+    .action((dir: string, target: string, path: string, o: { symbolic?: boolean }) =>
+      run(dir, inner(path), 'ln', { target, path, symbolic: o.symbolic === true }),
+    );
 
   program
     .command('chmod')
@@ -229,11 +243,9 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<mode>', 'octal mode, e.g. 640')
     .argument('<path>', 'path inside the arbor')
-    .action(async (dir: string, mode: string, path: string) => {
+    .action((dir: string, mode: string, path: string) => {
       if (!/^[0-7]{1,4}$/.test(mode))
         throw new InvalidInputError(`mode must be octal (e.g. 640), not '${mode}'`);
-      await onPath(inner(path), () =>
-        withWorkspace(dir, (ws) => writable(ws).chmod(inner(path), parseInt(mode, 8))),
-      );
+      return run(dir, inner(path), 'chmod', { path, mode: parseInt(mode, 8) });
     });
 }

@@ -6,7 +6,7 @@ import { collectGarbage, type GcReport, type Retention } from '../../sync/gc.js'
 import { retireReplica } from '../../sync/join.js';
 import { Replicator } from '../../sync/replicator.js';
 import { parseDuration } from '../size.js';
-import { note, out, withWorkspace } from './common.js';
+import { defineCommand, runOnWorkspace } from '../run.js';
 
 function parseRetention(keep: string): Retention {
   if (keep === 'all') return { keep: 'all' };
@@ -36,11 +36,43 @@ function gcSummary(r: GcReport, dryRun: boolean): string[] {
   return lines;
 }
 
+defineCommand(
+  'gc',
+  async (ws, args, io) => {
+    const retire = typeof args.retire === 'string' && args.retire.length > 0 ? args.retire.split(',') : [];
+    for (const id of retire) {
+      const fresh = await retireReplica(ws, id);
+      io.note(`replica ${id} ${fresh ? 'retired' : 'was already retired'}`);
+    }
+    const r = await collectGarbage(new Replicator(ws), {
+      retention: parseRetention(String(args.keep)),
+      graceMs: parseDuration(String(args.grace)),
+      dryRun: args.dryRun === true,
+    });
+    if (args.json === true) io.out(JSON.stringify(r));
+    else for (const line of gcSummary(r, args.dryRun === true)) io.note(line);
+  },
+  // gc syncs with its own replicator: inside a mount it would race the mount's sync loop.
+  { inMount: false },
+);
+
+defineCommand('fsck', async (ws, args, io) => {
+  const r = await fsck(ws, { skipBatches: args.skipBatches === true });
+  if (args.json === true) io.out(JSON.stringify(r));
+  else {
+    for (const p of r.problems) io.out(p);
+    io.note(
+      `fsck: ${r.files} files, ${r.chunks} chunks, ${r.batches} batches checked; ${r.problems.length} problem(s)`,
+    );
+  }
+  if (r.problems.length > 0) io.setExitCode(1);
+});
+
 export function registerMaintenance(program: Command): void {
   program
     .command('gc')
     .description(
-      'delete remote chunks no replica references any more (after a grace period), pruning history by --keep',
+      'delete remote chunks no replica references any more (after a grace period), pruning history by --keep; not while mounted',
     )
     .argument('<dir>', 'arbor directory')
     .option('--keep <policy>', 'history retention: all, N versions (10v) or D days (30d)', 'all')
@@ -62,17 +94,16 @@ export function registerMaintenance(program: Command): void {
         dir: string,
         o: { keep: string; grace: string; dryRun?: boolean; json?: boolean; retire: string[] },
       ) => {
-        const retention = parseRetention(o.keep);
-        const graceMs = parseDuration(o.grace);
-        const r = await withWorkspace(dir, async (ws) => {
-          for (const id of o.retire) {
-            const fresh = await retireReplica(ws, id);
-            note(`replica ${id} ${fresh ? 'retired' : 'was already retired'}`);
-          }
-          return collectGarbage(new Replicator(ws), { retention, graceMs, dryRun: o.dryRun === true });
+        // Checked here first, so a bad option is reported before anything is opened.
+        parseRetention(o.keep);
+        parseDuration(o.grace);
+        await runOnWorkspace(dir, 'gc', {
+          keep: o.keep,
+          grace: o.grace,
+          dryRun: o.dryRun === true,
+          json: o.json === true,
+          retire: o.retire.join(','),
         });
-        if (o.json) out(JSON.stringify(r));
-        else for (const line of gcSummary(r, o.dryRun === true)) note(line);
       },
     );
 
@@ -84,15 +115,7 @@ export function registerMaintenance(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .option('--skip-batches', "don't open every published op batch")
     .option('--json', 'machine-readable output')
-    .action(async (dir: string, o: { skipBatches?: boolean; json?: boolean }) => {
-      const r = await withWorkspace(dir, (ws) => fsck(ws, { skipBatches: o.skipBatches === true }));
-      if (o.json) out(JSON.stringify(r));
-      else {
-        for (const p of r.problems) out(p);
-        note(
-          `fsck: ${r.files} files, ${r.chunks} chunks, ${r.batches} batches checked; ${r.problems.length} problem(s)`,
-        );
-      }
-      if (r.problems.length > 0) process.exitCode = 1;
-    });
+    .action((dir: string, o: { skipBatches?: boolean; json?: boolean }) =>
+      runOnWorkspace(dir, 'fsck', { skipBatches: o.skipBatches === true, json: o.json === true }),
+    );
 }

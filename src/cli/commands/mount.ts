@@ -14,6 +14,7 @@ import {
   type ServedWorkspace,
 } from '../../vfs/daemon.js';
 import { startSyncLoop, type SyncLoop } from '../../sync/loop.js';
+import { serveCommand } from '../run.js';
 import { openWorkspace, paths, readConfig, type Workspace } from '../workspace.js';
 
 interface MountFlags {
@@ -130,6 +131,9 @@ async function foreground(dir: string, mnt: string, o: MountFlags): Promise<void
     served.loop = await startSyncLoop(served.ws!, {
       onChanges: (change) => void mounted.fs.invalidate(change),
       socketPath: paths(served.ws!.dir).socket,
+      // Other arbor commands on this directory (ls, cat, put, restore, …) run here, on the mount's own state.
+      onRequest: (req) =>
+        serveCommand(served.ws!, req, mounted.mountpoint, (change) => void mounted.fs.invalidate(change)),
       log: say,
     });
   } catch (err) {
