@@ -26,6 +26,7 @@ import { openRemote, type OpenRemoteOptions } from '../remote/index.js';
 import { redact } from '../remote/url.js';
 import type { Remote } from '../remote/types.js';
 import { stabilityReplicas } from '../sync/membership.js';
+import { configureConnection } from '../state/db.js';
 import { FileTree } from '../tree/filetree.js';
 
 /** Version of config.json this code writes and reads. */
@@ -408,7 +409,7 @@ async function loadSecret(
 /** Open the state database connection this process uses besides the tree's own (WAL; waits on a busy writer). */
 export function openStateDb(dir: string, readonly = false): BetterSqlite3.Database {
   const db = new Database(paths(dir).state, readonly ? { readonly: true, fileMustExist: true } : {});
-  if (!readonly) db.pragma('journal_mode = WAL');
+  if (!readonly) configureConnection(db);
   db.pragma('busy_timeout = 10000');
   return db;
 }
