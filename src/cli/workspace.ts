@@ -475,6 +475,8 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       async close() {
         if (closed) return;
         closed = true;
+        // Chunks before the tree: closing the tree checkpoints its WAL, making its ops durable.
+        await store.sync().catch(() => undefined); // store.close() tries again and logs a failure
         await undo();
       },
     };
