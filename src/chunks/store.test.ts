@@ -442,3 +442,36 @@ test('reopening with a smaller limit evicts down to it', async () => {
   assert.ok(diskBytes(e.dir) <= 20_000);
   await s2.close();
 });
+
+test('large chunks are hashed and sealed on a worker thread: same ids, readable, deduplicated; sync() fsyncs them', async () => {
+  const e = await env();
+  const big = { minSize: 64 * 1024, avgSize: 128 * 1024, maxSize: 256 * 1024 };
+  const s = await e.open({ chunking: big, cacheLimitBytes: 8 << 20, fsync: true, sealThreads: 1 });
+  const { FsCrypto } = await import('./crypto.js');
+  const crypto = new FsCrypto(e.secret);
+  const data = [chunk(200_000), chunk(100_000), chunk(70_000)];
+  const refs = await Promise.all([...data, data[0]!].map((d) => s.put(d)));
+  for (let i = 0; i < data.length; i++) {
+    assert.equal(refs[i]!.id, crypto.chunkId(data[i]!));
+    same(await s.get(refs[i]!), data[i]!);
+  }
+  assert.deepEqual(refs[3], refs[0]);
+  assert.equal(s.stats().residentChunks, 3);
+  await s.sync();
+  await s.sync(); // nothing new: a no-op
+  await s.close();
+
+  // A filesystem with the other id algorithm: the worker must hash as arbor.json says, not with the default.
+  const e2 = await env();
+  const h = await e2.open({
+    chunking: big,
+    cacheLimitBytes: 8 << 20,
+    sealThreads: 1,
+    chunkId: 'hmac-sha256',
+  });
+  const hmac = new FsCrypto(e2.secret, 'hmac-sha256');
+  const ref = await h.put(data[0]!);
+  assert.equal(ref.id, hmac.chunkId(data[0]!));
+  assert.notEqual(ref.id, new FsCrypto(e2.secret, 'blake3').chunkId(data[0]!));
+  await h.close();
+});

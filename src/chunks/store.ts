@@ -2,7 +2,8 @@
 // to a Remote. Knows nothing of files, inodes or the tree (only chunk refs), nor of which backend the Remote is.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } from '../errors.js';
@@ -10,6 +11,7 @@ import type { Remote } from '../remote/types.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
 import type { ChunkIdAlgorithm } from './chunk-id.js';
+import { SealPool } from './seal-pool.js';
 import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
 
 type Database = BetterSqlite3.Database;
@@ -44,8 +46,17 @@ export interface CachedChunkStoreOptions {
   uploadConcurrency?: number;
   /** Parallel readahead fetches. Default 4. */
   fetchConcurrency?: number;
-  /** fsync new dirty chunks (and their directory) before put returns. Default true; tests may turn it off. */
+  /**
+   * Make new dirty chunk files durable when `sync()` is called (fsync of each file written since the last sync, then
+   * of their directories). Default true; tests may turn it off (sync() is then a no-op). put() itself never fsyncs:
+   * durability is owed at the user's fsync/fsyncdir/syncfs, and paying it per chunk made every write wait on the disk.
+   */
   fsync?: boolean;
+  /**
+   * Worker threads that hash and seal large chunks, so the thread answering requests is not busy with them.
+   * Default: one less than the cores, 1 to 2; 0 seals everything on the calling thread.
+   */
+  sealThreads?: number;
   /** Upload retry backoff: first delay and cap in ms (jittered, doubling). Default 200 ms .. 30 s. */
   retryBaseMs?: number;
   retryMaxMs?: number;
@@ -87,6 +98,7 @@ export class CachedChunkStore implements ChunkStore {
   readonly chunking: ChunkingParams;
   private readonly chunker: Chunker;
   private readonly crypto: FsCrypto;
+  private readonly sealer: SealPool;
   private readonly cacheDir: string;
   private readonly limit: number;
   private readonly compression: Compression;
@@ -108,6 +120,9 @@ export class CachedChunkStore implements ChunkStore {
   private peak = 0;
   private dirtyBytes = 0;
   private readonly madeDirs = new Set<string>();
+  /** Dirty chunk files written since the last sync() (ids), and the cache subdirectories that gained entries. */
+  private unsynced = new Set<string>();
+  private unsyncedDirs = new Set<string>();
 
   private readonly inflight = new Map<string, Inflight>();
   private readonly putsInflight = new Map<string, Promise<ChunkRef>>();
@@ -182,13 +197,21 @@ export class CachedChunkStore implements ChunkStore {
       ),
       deletePin: db.prepare('DELETE FROM chunk_pins WHERE id = ?'),
     };
+    // Last: nothing above may throw once worker threads exist.
+    const threads = opts.sealThreads ?? Math.max(1, Math.min(2, availableParallelism() - 1));
+    this.sealer = new SealPool(this.crypto, opts.secret, threads);
   }
 
   /** Open (or create) the cache: create tables, load the index, reconcile it with the files, resume uploads. */
   static async open(opts: CachedChunkStoreOptions): Promise<CachedChunkStore> {
     const s = new CachedChunkStore(opts);
-    s.reconcile();
-    s.shrinkToLimit();
+    try {
+      s.reconcile();
+      s.shrinkToLimit();
+    } catch (err) {
+      await s.sealer.close();
+      throw err;
+    }
     s.touchTimer = setInterval(() => s.flushTouches(), 2000);
     s.touchTimer.unref();
     s.pumpUploads();
@@ -377,7 +400,11 @@ export class CachedChunkStore implements ChunkStore {
     if (r > this.peak) this.peak = r;
   }
 
-  private async writeFile(id: string, bytes: Uint8Array, durable: boolean): Promise<void> {
+  /**
+   * Write a cache file under a temp name, then rename it into place: a file with its final name is always whole after
+   * a process crash (a torn temp file is removed by reconcile). Nothing is fsynced here; see sync().
+   */
+  private async writeFile(id: string, bytes: Uint8Array): Promise<void> {
     const sub = id.slice(0, 2);
     if (!this.madeDirs.has(sub)) {
       mkdirSync(join(this.cacheDir, sub), { recursive: true });
@@ -385,24 +412,35 @@ export class CachedChunkStore implements ChunkStore {
     }
     const p = this.path(id);
     const tmp = `${p}.tmp-${randomBytes(4).toString('hex')}`;
-    const fh = await open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(bytes);
-      if (durable) await fh.sync();
+      await writeFile(tmp, bytes, { mode: 0o600 });
     } catch (err) {
-      await fh.close();
       await unlink(tmp).catch(() => undefined);
       throw err;
     }
-    await fh.close();
     await rename(tmp, p);
-    if (durable) {
-      const dh = await open(join(this.cacheDir, sub), 'r');
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
+  }
+
+  /**
+   * Make every dirty chunk put so far durable: fsync each chunk file written since the last sync, then the
+   * directories their names were added to. Called at the user's durability points (fsync, fsyncdir, close) before
+   * the ops that reference the chunks are made durable. A file gone meanwhile (uploaded and evicted, or dropped) is
+   * skipped: it no longer needs the local copy.
+   */
+  async sync(): Promise<void> {
+    if (!this.fsync || this.unsynced.size === 0) return;
+    const ids = [...this.unsynced];
+    const dirs = [...this.unsyncedDirs];
+    this.unsynced = new Set();
+    this.unsyncedDirs = new Set();
+    try {
+      await forEachLimited(ids, 8, (id) => fsyncPath(this.path(id)));
+      await forEachLimited(dirs, 8, (sub) => fsyncPath(join(this.cacheDir, sub)));
+    } catch (err) {
+      // Not durable after all: the next sync tries them again.
+      for (const id of ids) this.unsynced.add(id);
+      for (const d of dirs) this.unsyncedDirs.add(d);
+      throw err;
     }
   }
 
@@ -412,8 +450,22 @@ export class CachedChunkStore implements ChunkStore {
     if (chunk.length > this.chunking.maxSize) {
       throw new InvalidInputError(`chunk of ${chunk.length} bytes exceeds maxSize ${this.chunking.maxSize}`);
     }
-    const id = this.crypto.chunkId(chunk);
-    const ref: ChunkRef = { id, size: chunk.length };
+    if (!this.sealer.offloads(chunk.length)) {
+      // Small chunk: hash first, and seal only if it is new.
+      const id = this.crypto.chunkId(chunk);
+      return (
+        this.known(id, chunk.length) ??
+        this.putOnce(id, chunk.length, () => this.crypto.sealChunk(id, chunk, this.compression))
+      );
+    }
+    // Large chunk: id and sealed bytes together on a worker thread (a duplicate's sealing is wasted there, not here).
+    const { id, sealed } = await this.sealer.seal(chunk, this.compression);
+    return this.known(id, chunk.length) ?? this.putOnce(id, chunk.length, () => sealed);
+  }
+
+  /** The ref (or the put in flight) if this chunk needs no new cache file; undefined if it must be stored. */
+  private known(id: string, size: number): ChunkRef | Promise<ChunkRef> | undefined {
+    const ref: ChunkRef = { id, size };
     const e = this.lru.get(id);
     if (e) {
       this.touch(e);
@@ -423,7 +475,12 @@ export class CachedChunkStore implements ChunkStore {
     if (pending) return pending;
     const row = this.st.row.get(id) as { uploaded: number; resident: number } | undefined;
     if (row && row.uploaded === 1) return ref; // durable on the remote already; nothing to write
-    const p = this.putNew(id, chunk, ref);
+    return undefined;
+  }
+
+  /** Store a new chunk once: concurrent puts of the same bytes share this one. */
+  private async putOnce(id: string, size: number, seal: () => Uint8Array): Promise<ChunkRef> {
+    const p = this.putNew(id, size, seal());
     this.putsInflight.set(id, p);
     try {
       return await p;
@@ -432,8 +489,8 @@ export class CachedChunkStore implements ChunkStore {
     }
   }
 
-  private async putNew(id: string, chunk: Uint8Array, ref: ChunkRef): Promise<ChunkRef> {
-    const sealed = this.crypto.sealChunk(id, chunk, this.compression);
+  private async putNew(id: string, size: number, sealed: Uint8Array): Promise<ChunkRef> {
+    const ref: ChunkRef = { id, size };
     // A fetch of the same chunk (uploaded by another replica) may be writing its cache file: let it finish.
     const fetching = this.inflight.get(id);
     if (fetching) await fetching.written;
@@ -445,20 +502,24 @@ export class CachedChunkStore implements ChunkStore {
     await this.reserveBlocking(sealed.length);
     this.noteResident();
     try {
-      await this.writeFile(id, sealed, this.fsync);
+      await this.writeFile(id, sealed);
     } catch (err) {
       this.release(sealed.length);
       throw err;
     }
     this.st.insert.run({
       id,
-      size: chunk.length,
+      size,
       stored: sealed.length,
       uploaded: 0,
       lastUse: this.clock++,
       seq: this.seq++,
     });
-    const entry: Entry = { id, size: chunk.length, stored: sealed.length, uploaded: false, inUse: 0 };
+    const entry: Entry = { id, size, stored: sealed.length, uploaded: false, inUse: 0 };
+    if (this.fsync) {
+      this.unsynced.add(id);
+      this.unsyncedDirs.add(id.slice(0, 2));
+    }
     this.reserved -= sealed.length;
     this.resident += sealed.length;
     this.dirtyBytes += sealed.length;
@@ -572,7 +633,7 @@ export class CachedChunkStore implements ChunkStore {
     if (!this.tryReserve(sealed.length)) return;
     this.noteResident();
     try {
-      await this.writeFile(ref.id, sealed, false); // refetchable: a torn file fails verification and is refetched
+      await this.writeFile(ref.id, sealed); // refetchable: a torn file fails verification and is refetched
     } catch {
       this.release(sealed.length);
       return;
@@ -738,6 +799,7 @@ export class CachedChunkStore implements ChunkStore {
       if (this.lru.get(id) !== e || e.uploaded) return; // dropped as corrupt meanwhile
       e.uploaded = true;
       this.st.markUploaded.run(id);
+      this.unsynced.delete(id); // the remote holds it durably now; a lost cache file is simply refetched
       this.dirtyBytes -= e.stored;
       this.queued.delete(id);
       const ws = this.uploadWaiters.get(id);
@@ -762,6 +824,7 @@ export class CachedChunkStore implements ChunkStore {
     }
     this.lru.delete(e.id);
     this.touched.delete(e.id);
+    this.unsynced.delete(e.id);
     this.resident -= e.stored;
     this.dirtyBytes -= e.stored;
     this.st.deleteRow.run(e.id);
@@ -845,9 +908,38 @@ export class CachedChunkStore implements ChunkStore {
     if (this.touchTimer) clearInterval(this.touchTimer);
     for (const s of [...this.sleepers]) s();
     while (this.uploadWorkers > 0 || this.inflight.size > 0) await sleep(5);
+    // A clean close leaves every dirty chunk durable, as umount does for a disk filesystem.
+    await this.sync().catch((err: unknown) => this.log(`syncing dirty chunks at close: ${String(err)}`));
+    await this.sealer.close();
     this.flushTouches();
     this.spaceChanged();
   }
+}
+
+/** fsync a file or directory by path; ENOENT (removed since it was written) is not an error. */
+async function fsyncPath(p: string): Promise<void> {
+  let h: FileHandle | undefined;
+  try {
+    h = await open(p, 'r');
+    await h.sync();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  } finally {
+    await h?.close();
+  }
+}
+
+/** Run `fn` over `items`, at most `limit` at a time (each fsync holds a threadpool thread). */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (x: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** Where a chunk lives on the remote (DESIGN.md §5). */

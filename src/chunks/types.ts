@@ -36,8 +36,16 @@ export interface ChunkStore {
    * with `final` true, the tail is a chunk too. Deterministic: depends on the bytes and params only.
    */
   split(data: Uint8Array, final: boolean): number[];
-  /** Store one chunk durably in the local cache (dirty until uploaded). Idempotent: same bytes, same ref. */
+  /**
+   * Store one chunk in the local cache (dirty until uploaded), safe against a process crash once it resolves but
+   * durable against power loss only after the next `sync()`. Idempotent: same bytes, same ref.
+   */
   put(chunk: Uint8Array): Promise<ChunkRef>;
+  /**
+   * Make every chunk put so far durable (fsync). Callers run it before making the ops that reference those chunks
+   * durable (fsync, fsyncdir). Absent: puts are durable already (or nothing is, as in memory).
+   */
+  sync?(): Promise<void>;
   /** The chunk's verified plaintext. Throws ChunkCorruptError (EIO), never returns wrong bytes. */
   get(ref: ChunkRef): Promise<Uint8Array>;
   /** Hint: these chunks will be read soon (sequential readahead). Never throws. */

@@ -28,6 +28,7 @@ import { redact } from '../remote/url.js';
 import type { Remote } from '../remote/types.js';
 import { joinReplicaSet } from '../sync/join.js';
 import { stabilityReplicas } from '../sync/membership.js';
+import { configureConnection } from '../state/db.js';
 import { FileTree } from '../tree/filetree.js';
 
 /** Version of config.json this code writes and reads. */
@@ -427,7 +428,7 @@ async function loadSecret(
 /** Open the state database connection this process uses besides the tree's own (WAL; waits on a busy writer). */
 export function openStateDb(dir: string, readonly = false): BetterSqlite3.Database {
   const db = new Database(paths(dir).state, readonly ? { readonly: true, fileMustExist: true } : {});
-  if (!readonly) db.pragma('journal_mode = WAL');
+  if (!readonly) configureConnection(db);
   db.pragma('busy_timeout = 10000');
   return db;
 }
@@ -494,6 +495,8 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       async close() {
         if (closed) return;
         closed = true;
+        // Chunks before the tree: closing the tree checkpoints its WAL, making its ops durable.
+        await store.sync().catch(() => undefined); // store.close() tries again and logs a failure
         await undo();
       },
     };

@@ -42,6 +42,21 @@ export interface StateDbOptions {
   durable?: boolean;
 }
 
+/** WAL pages between automatic checkpoints (each one copies the WAL into the database and fsyncs both). */
+export const WAL_AUTOCHECKPOINT_PAGES = 16384;
+
+/**
+ * The settings every writing connection to state.sqlite3 must share: WAL, synchronous=NORMAL (FULL when `durable`)
+ * and one checkpoint threshold. The WAL is shared, so a connection left at SQLite's default (1000 pages, and FULL
+ * on a database it switched to WAL itself) checkpoints and fsyncs on the main thread every 4 MiB of anyone's commits.
+ */
+export function configureConnection(db: Db, opts: { durable?: boolean } = {}): void {
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${opts.durable ? 'FULL' : 'NORMAL'}`);
+  // Fewer, larger checkpoints: each one fsyncs; 64 MiB of WAL between them keeps small commits cheap.
+  db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+}
+
 /** The state database with every statement prepared once. All writes go through `tx`. */
 export class StateDb {
   readonly db: Db;
@@ -76,11 +91,8 @@ export class StateDb {
 
   constructor(path: string, opts: StateDbOptions = {}) {
     this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.durable ? 'FULL' : 'NORMAL'}`);
+    configureConnection(this.db, opts);
     this.db.pragma('foreign_keys = OFF');
-    // Fewer, larger checkpoints: each one fsyncs; 64 MiB of WAL between them keeps small commits cheap.
-    this.db.pragma('wal_autocheckpoint = 16384');
     this.migrate();
     const p = <A extends unknown[]>(sql: string): Statement<A> => this.db.prepare<A>(sql);
     this.s = {

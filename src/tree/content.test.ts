@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { HOLE_ID, isHole, type ChunkRef } from '../chunks/types.js';
-import { FileContent, holeRef } from './content.js';
+import { FileContent, PUT_AHEAD_LIMIT, holeRef } from './content.js';
 import { MemChunkStore } from './testing/mem-store.js';
 
 const TiB = 2 ** 40;
@@ -293,5 +293,72 @@ describe('FileContent', () => {
     assert.equal(c.seek(8192, true), -1);
     assert.equal(c.zero(9000, 10, true), false, 'past the end with keep-size: nothing');
     assert.equal(c.size, 8192);
+  });
+});
+
+describe('FileContent background puts', () => {
+  /** A store whose puts wait for `open()` and fail while `failing` is set. */
+  class GatedStore extends MemChunkStore {
+    failing = false;
+    inFlight = 0;
+    private gate: Promise<void> = Promise.resolve();
+    private release: () => void = () => undefined;
+    close(): void {
+      this.gate = new Promise((r) => (this.release = r));
+    }
+    open(): void {
+      this.release();
+    }
+    override async put(chunk: Uint8Array): Promise<ChunkRef> {
+      this.inFlight++;
+      try {
+        await this.gate;
+        if (this.failing) throw new Error('disk on fire');
+        return await super.put(chunk);
+      } finally {
+        this.inFlight--;
+      }
+    }
+  }
+
+  it('a streamed chunk whose put failed stays readable; rechunk reports the error, then stores it', async () => {
+    const store = new GatedStore(4096);
+    const c = new FileContent(store, [], 0);
+    store.failing = true;
+    const data = Buffer.alloc(5 * 4096);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    await c.write(0, data);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(await c.read(0, data.length), data);
+    await assert.rejects(c.rechunk(), /disk on fire/);
+    store.failing = false;
+    const refs = await c.rechunk();
+    assert.equal(
+      refs.reduce((n, r) => n + r.size, 0),
+      data.length,
+    );
+    assert.deepEqual(await new FileContent(store, refs, data.length).read(0, data.length), data);
+  });
+
+  it('a sequential writer waits once PUT_AHEAD_LIMIT bytes of puts are in flight', async () => {
+    const size = 1 << 20;
+    const store = new GatedStore(size);
+    store.close();
+    const c = new FileContent(store, [], 0);
+    let written = 0;
+    const writer = (async () => {
+      for (let i = 0; i < 40; i++) {
+        await c.write(written, Buffer.alloc(size, i));
+        written += size;
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(written < 40 * size, 'the writer is held back');
+    assert.ok(store.inFlight * size <= PUT_AHEAD_LIMIT + 2 * size, `${store.inFlight} puts in flight`);
+    store.open();
+    await writer;
+    const refs = await c.rechunk();
+    assert.equal(refs.length, 40);
+    assert.equal((await c.read(39 * size, 1))[0], 39);
   });
 });

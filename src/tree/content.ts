@@ -2,11 +2,13 @@
 // re-chunking into a new chunk list. Knows the ChunkStore interface only; nothing of the tree, SQLite or FUSE.
 import { HOLE_ID, isHole, type ChunkRef, type ChunkStore } from '../chunks/types.js';
 
-/** A byte range of the file: part of a stored chunk, dirty bytes in memory, or a hole (zeros). */
-type Seg =
-  | { k: 'c'; ref: ChunkRef; off: number; len: number }
-  | { k: 'm'; buf: Buffer; len: number }
-  | { k: 'z'; len: number };
+/**
+ * A byte range of the file: part of a stored chunk, dirty bytes in memory, or a hole (zeros). A dirty segment that is
+ * exactly one chunk being stored in the background carries that put (`put`); it becomes a 'c' segment when the put
+ * succeeds, and stays dirty bytes if it fails (the next rechunk stores them again and reports the error).
+ */
+type MemSeg = { k: 'm'; buf: Buffer; len: number; put?: Promise<ChunkRef | undefined> };
+type Seg = { k: 'c'; ref: ChunkRef; off: number; len: number } | MemSeg | { k: 'z'; len: number };
 
 /** A byte range taken from one file's content by `FileContent.slice`, to be pasted into another (or the same). */
 export interface ContentSlice {
@@ -16,6 +18,12 @@ export interface ContentSlice {
 
 /** Dirty bytes one open file may hold before it is spilled into chunks (no version is recorded by a spill). */
 export const DEFAULT_DIRTY_LIMIT = 64 * 1024 * 1024;
+
+/**
+ * Bytes of streamed chunks one open file may have in background puts: a sequential writer's WRITE is answered once
+ * its bytes are in memory while earlier chunks are hashed, sealed and written; beyond this it waits for the oldest.
+ */
+export const PUT_AHEAD_LIMIT = 16 * 1024 * 1024;
 
 /** A hole ref of `len` zero bytes (nothing stored). */
 export function holeRef(len: number): ChunkRef {
@@ -85,6 +93,9 @@ export class FileContent {
   changed = false;
   private tail: Promise<unknown> = Promise.resolve();
   private cache = new Map<string, Uint8Array>();
+  /** Background puts of streamed chunks, oldest first, and their bytes (see PUT_AHEAD_LIMIT). */
+  private readonly puts: Promise<unknown>[] = [];
+  private putBytes = 0;
 
   constructor(
     private readonly store: ChunkStore,
@@ -186,7 +197,8 @@ export class FileContent {
     }
     this._size = Math.max(this._size, offset + data.length);
     this._dirty += data.length;
-    await this.cutStreamingTail();
+    this.cutStreamingTail();
+    while (this.putBytes > PUT_AHEAD_LIMIT) await this.puts[0];
     if (this._dirty > this.dirtyLimit) await this.rechunk();
     return data.length;
   }
@@ -200,8 +212,11 @@ export class FileContent {
   /** Turn all content into chunk references (storing new chunks); returns the chunk list. */
   async rechunk(): Promise<ChunkRef[]> {
     const r = new Rechunker(this.store);
-    for (const s of this.segs) {
-      if (s.k === 'c' && s.off === 0 && s.len === s.ref.size) await r.pushRef(s.ref);
+    // A snapshot: background puts settling meanwhile swap segments of this.segs for equivalent ones.
+    for (const s of [...this.segs]) {
+      const stored = s.k === 'm' && s.put !== undefined ? await s.put : undefined;
+      if (stored !== undefined) await r.pushRef(stored);
+      else if (s.k === 'c' && s.off === 0 && s.len === s.ref.size) await r.pushRef(s.ref);
       else if (s.k === 'c') await r.push((await this.chunk(s.ref)).subarray(s.off, s.off + s.len));
       else if (s.k === 'm') await r.push(s.buf.subarray(0, s.len));
       else await r.pushHole(s.len);
@@ -212,30 +227,58 @@ export class FileContent {
     return refs;
   }
 
-  /** Sequential writers: cut the dirty tail into chunks as soon as it is big enough, keeping the unfinished part. */
-  private async cutStreamingTail(): Promise<void> {
+  /**
+   * Sequential writers: cut the dirty tail into chunks as soon as it is big enough, keeping the unfinished part. The
+   * chunks are stored in the background (the write that completed them need not wait for hashing and sealing); each
+   * stays a dirty segment until its put settles.
+   */
+  private cutStreamingTail(): void {
     const n = this.segs.length;
     const last = this.segs[n - 1];
     if (last?.k !== 'm' || last.len < this.store.chunking.maxSize * 2) return;
-    // Only when everything before the tail is whole chunks: then the tail starts at a chunk boundary.
+    // Only when everything before the tail is whole chunks (stored or being stored): the tail starts at a boundary.
     for (let i = 0; i < n - 1; i++) {
       const s = this.segs[i]!;
-      if (s.k === 'z') continue;
+      if (s.k === 'z' || (s.k === 'm' && s.put !== undefined)) continue;
       if (s.k !== 'c' || s.off !== 0 || s.len !== s.ref.size) return;
     }
     const data = last.buf.subarray(0, last.len);
     const lens = this.store.split(data, false);
-    const refs: Seg[] = [];
+    const cut: Seg[] = [];
     let off = 0;
     for (const len of lens) {
-      refs.push({ k: 'c', ref: await this.store.put(data.subarray(off, off + len)), off: 0, len });
+      // A view of the old tail buffer, which nothing writes into again (the rest is copied to a new one below).
+      const seg: MemSeg = { k: 'm', buf: data.subarray(off, off + len), len };
+      seg.put = this.putInBackground(seg);
+      cut.push(seg);
       off += len;
     }
     const rest = last.len - off;
     const buf = Buffer.allocUnsafe(Math.max(rest, last.buf.length));
     data.copy(buf, 0, off);
-    this.segs.splice(n - 1, 1, ...refs, { k: 'm', buf, len: rest });
-    this._dirty -= off;
+    this.segs.splice(n - 1, 1, ...cut, { k: 'm', buf, len: rest });
+  }
+
+  /** Store one whole-chunk segment; on success swap it for the chunk ref (if it is still part of the content). */
+  private putInBackground(seg: MemSeg): Promise<ChunkRef | undefined> {
+    this.putBytes += seg.len;
+    const p = this.store.put(seg.buf).then(
+      (ref) => {
+        const i = this.segs.indexOf(seg);
+        if (i >= 0) {
+          this.segs[i] = { k: 'c', ref, off: 0, len: seg.len };
+          this._dirty -= seg.len;
+        }
+        return ref;
+      },
+      () => undefined, // the bytes stay dirty in memory: the next rechunk stores them again and reports the error
+    );
+    const tracked = p.finally(() => {
+      this.putBytes -= seg.len;
+      this.puts.splice(this.puts.indexOf(tracked), 1);
+    });
+    this.puts.push(tracked);
+    return p;
   }
 
   private resize(size: number): void {

@@ -1419,10 +1419,19 @@ export class FileTree {
     await h.file.content.lock(() => this.recordVersion(h.file, {}));
   }
 
-  /** Flush, then make the state durable against power loss too (commits are only crash-safe until a checkpoint). */
+  /**
+   * Flush, then make the state durable against power loss too (commits are only crash-safe until a checkpoint): the
+   * chunks first (puts are not fsynced one by one), so a durable op never names a chunk that is not.
+   */
   async fsync(fh: number): Promise<void> {
     await this.flush(fh);
+    await this.syncChunks();
     this.db.checkpoint();
+  }
+
+  /** Make every chunk stored so far durable (the chunk store's sync; see ChunkStore.sync). */
+  async syncChunks(): Promise<void> {
+    await this.store.sync?.();
   }
 
   async release(fh: number): Promise<void> {

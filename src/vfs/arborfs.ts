@@ -612,7 +612,9 @@ export class ArborFs implements LowLevelFileSystem {
     }
   }
 
+  /** Directory entries are ops: chunks first (a durable op must not name a chunk that is not), then the state. */
   async fsyncdir(): Promise<void> {
+    await this.#tree.syncChunks();
     await this.#opts.syncState?.();
   }
 

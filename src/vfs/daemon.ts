@@ -24,7 +24,7 @@ export interface MountDaemonOptions {
   mountpoint: string;
   readOnly?: boolean;
   allowOther?: boolean;
-  /** Seconds the kernel may cache names and attributes (default 1). */
+  /** Seconds the kernel may cache names and attributes (default DEFAULT_TTL). */
   ttl?: number;
   /** Outstanding reads on /dev/fuse (default 4); UV_THREADPOOL_SIZE must be at least this + 4. */
   reads?: number;
@@ -33,6 +33,14 @@ export interface MountDaemonOptions {
   /** Opens the arbor directory (exclusively) for this mount. */
   open: (dir: string, readOnly: boolean) => Promise<ServedWorkspace>;
 }
+
+/**
+ * How long the kernel may cache names and attributes, in seconds. Nothing changes arbor's tree behind the kernel's
+ * back without telling it: local changes pass through the kernel, and other replicas' changes are dropped from its
+ * caches by ArborFs.invalidate (inval_entry/inval_inode). The timeout is only a safety net, so it is long; a short one
+ * (it was 1 s) made the kernel revalidate every name and attribute older than that with a LOOKUP or GETATTR.
+ */
+export const DEFAULT_TTL = 60;
 
 /** What `arbor unmount` needs to find the daemon serving a mountpoint. */
 export interface MountRecord {
@@ -222,8 +230,8 @@ export async function startMount(o: MountDaemonOptions): Promise<MountedArbor> {
       // (ArborFs.invalidate), so the kernel need not throw cached pages away whenever mtime moves — with it on,
       // every write through the mount (which moves mtime) would empty the cache of the file being written.
       autoInvalData: false,
-      entryTimeout: o.ttl ?? 1,
-      attrTimeout: o.ttl ?? 1,
+      entryTimeout: o.ttl ?? DEFAULT_TTL,
+      attrTimeout: o.ttl ?? DEFAULT_TTL,
       reads: o.reads ?? 4,
       handleSignals: false,
       ...(o.onError ? { onError: o.onError } : {}),

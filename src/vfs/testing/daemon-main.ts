@@ -21,14 +21,14 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const [dir, mnt] = args.filter((a) => !a.startsWith('--'));
   if (!dir || !mnt) throw new Error('usage: daemon-main <dir> <mountpoint>');
-  const ttl = Number(args.find((a) => a.startsWith('--ttl='))?.slice(6) ?? 1);
+  const ttlArg = args.find((a) => a.startsWith('--ttl='))?.slice(6);
   let ws: Workspace | undefined;
   const m = await startMount({
     dir,
     mountpoint: mnt,
     readOnly: args.includes('--read-only'),
     allowOther: args.includes('--allow-other'),
-    ttl,
+    ...(ttlArg !== undefined ? { ttl: Number(ttlArg) } : {}),
     open: async (d, readOnly) => {
       ws = await openWorkspace(d, readOnly ? { readOnly: true } : {});
       const w = ws;
