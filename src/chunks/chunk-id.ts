@@ -35,15 +35,27 @@ interface NativeBlake3 {
   };
 }
 
+/**
+ * Where the prebuilt binary comes from. arbor depends on the platform package directly (an optional dependency that
+ * npm installs only on linux-x64): the umbrella package `@napi-rs/blake-hash` lists binaries for platforms whose
+ * versions the registry lacks, which leaves a lock file `npm ci` refuses. The umbrella is still tried for other
+ * platforms where a user installed it.
+ */
+const NATIVE_BLAKE3_PACKAGES = ['@napi-rs/blake-hash-linux-x64-gnu', '@napi-rs/blake-hash'];
+
 /** The native keyed BLAKE3 (SIMD, prebuilt per platform), or undefined when it cannot load here. */
 function loadNativeBlake3(): NativeBlake3 | undefined {
   if (process.env.ARBOR_NO_NATIVE === '1') return undefined;
-  try {
-    const mod = createRequire(import.meta.url)('@napi-rs/blake-hash') as Partial<NativeBlake3>;
-    return typeof mod.Blake3Hasher?.newKeyed === 'function' ? (mod as NativeBlake3) : undefined;
-  } catch {
-    return undefined;
+  const require = createRequire(import.meta.url);
+  for (const name of NATIVE_BLAKE3_PACKAGES) {
+    try {
+      const mod = require(name) as Partial<NativeBlake3>;
+      if (typeof mod.Blake3Hasher?.newKeyed === 'function') return mod as NativeBlake3;
+    } catch {
+      // not installed for this platform: try the next, else the TypeScript fallback
+    }
   }
+  return undefined;
 }
 
 const nativeBlake3 = loadNativeBlake3();
