@@ -7,41 +7,22 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openWorkspace } from '../cli/workspace.js';
 import { isHole } from '../chunks/types.js';
 import { Arbor } from '../index.js';
-
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
+import { CLI, runCli, runCliOk } from '../cli/testing/run-cli.js';
 
 const tmps: string[] = [];
 after(async () => {
   for (const t of tmps) await rm(t, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const arbor = runCli;
 
-function arbor(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-    });
-  });
-}
-
-async function ok(...args: string[]): Promise<Run> {
-  const r = await arbor(...args);
-  assert.equal(r.code, 0, `arbor ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return r;
-}
+const ok = runCliOk;
 
 function logRows(dir: string): number {
   const db = new Database(join(dir, 'state.sqlite3'), { readonly: true });
@@ -160,7 +141,7 @@ describe('arbor gc end to end (dir backend)', () => {
           { encoding: 'buffer', maxBuffer: 64 << 20 },
           (err, stdout) => (err ? reject(err) : resolve(stdout)),
         );
-      });
+      }); // bytes, not text: compared with the file as written
       assert.ok(got.equals(data), `${path} reads back on the fresh clone`);
     }
 

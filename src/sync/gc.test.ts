@@ -2,7 +2,6 @@
 // and trash emptying safe under random schedules and random (per-replica ordered) delivery, late joiners lose nothing,
 // a silent replica blocks until retired, open and hard-linked files survive purges.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +19,7 @@ import { collectGarbage, truncateStable } from './gc.js';
 import { retireReplica } from './join.js';
 import { startSyncLoop } from './loop.js';
 import { Replicator, type SyncContext } from './replicator.js';
+import { treeDigest } from './testing/digest.js';
 
 const tmps: string[] = [];
 after(async () => {
@@ -32,22 +32,6 @@ async function tmp(): Promise<string> {
 }
 
 const CACHE = 64 << 20;
-
-async function digest(ws: Workspace): Promise<string[]> {
-  const a = new Arbor(ws.tree);
-  const out: string[] = [];
-  for (const [path] of ws.tree.snapshot()) {
-    const s = await a.lstat(path);
-    let d = `${path} ${s.kind} ${s.mode.toString(8)} n${s.nlink}`;
-    if (s.kind === 'file')
-      d += ` ${createHash('sha256')
-        .update(await a.readFile(path))
-        .digest('hex')
-        .slice(0, 12)}`;
-    out.push(d);
-  }
-  return out.sort();
-}
 
 /** A view of the remote that hides the newest `lag` batches of every replica: delivery lags, in each one's order. */
 class Laggy implements Remote {
@@ -251,15 +235,15 @@ describe('gc: log truncation and trash emptying across replicas', () => {
             for (const p of peers) await trunc(p);
           }
           for (let round = 0; round < 2; round++) for (const p of peers) await p.r.sync({ announce: true });
-          const want = await digest(peers[0]!.ws);
+          const want = await treeDigest(peers[0]!.ws);
           for (const p of peers) {
             p.ws.tree.verify();
-            assert.deepEqual(await digest(p.ws), want, `replica ${p.ws.replicaId} diverged`);
+            assert.deepEqual(await treeDigest(p.ws), want, `replica ${p.ws.replicaId} diverged`);
           }
           // An oracle that never truncated: a fresh clone replaying every batch sees the same tree.
           const oracle = await clone(9);
           await new Replicator(oracle).pull();
-          assert.deepEqual(await digest(oracle), want, 'a fresh clone disagrees: an op was lost');
+          assert.deepEqual(await treeDigest(oracle), want, 'a fresh clone disagrees: an op was lost');
           if (truncatedHere) truncatedRuns++;
         } finally {
           for (const w of all) await w.close();
@@ -321,10 +305,10 @@ describe('gc: log truncation and trash emptying across replicas', () => {
         await truncateStable(ra);
         await truncateStable(rb);
         await rc.sync({ announce: true });
-        const want = await digest(c);
+        const want = await treeDigest(c);
         assert.ok(want.some((l) => l.startsWith('/late ')) && want.some((l) => l.startsWith('/g15 ')));
-        assert.deepEqual(await digest(a), want);
-        assert.deepEqual(await digest(b), want);
+        assert.deepEqual(await treeDigest(a), want);
+        assert.deepEqual(await treeDigest(b), want);
       } finally {
         await c.close();
       }
@@ -363,12 +347,12 @@ describe('gc: log truncation and trash emptying across replicas', () => {
       await rb.sync({ announce: true });
       await truncateStable(ra);
       await truncateStable(rb);
-      const want = await digest(a);
+      const want = await treeDigest(a);
       assert.ok(
         want.some((l) => l.startsWith('/g file')),
         want.join('\n'),
       );
-      assert.deepEqual(await digest(b), want);
+      assert.deepEqual(await treeDigest(b), want);
       assert.equal(await fa.readFile('/g', 'utf8'), 'content of f');
     } finally {
       await a.close();

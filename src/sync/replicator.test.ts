@@ -1,7 +1,6 @@
 // Library-level replication tests on a dir remote: convergence under random schedules, write-once and crash-resume
 // pushes, checkpoint clones equal replay clones, read-only replicas, the background loop offline and back, GC, fsck.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFile, readdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { fsck } from './fsck.js';
 import { collectGarbage } from './gc.js';
 import { startSyncLoop } from './loop.js';
 import { Replicator, type SyncContext } from './replicator.js';
+import { treeDigest } from './testing/digest.js';
 
 const tmps: string[] = [];
 after(async () => {
@@ -43,22 +43,6 @@ async function family(n: number): Promise<{ root: string; remote: string; ws: Wo
     );
   }
   return { root, remote, ws };
-}
-
-async function digest(ws: Workspace): Promise<string[]> {
-  const a = new Arbor(ws.tree);
-  const out: string[] = [];
-  for (const [path] of ws.tree.snapshot()) {
-    const s = await a.lstat(path);
-    let d = `${path} ${s.kind} ${s.mode.toString(8)} n${s.nlink}`;
-    if (s.kind === 'file')
-      d += ` ${createHash('sha256')
-        .update(await a.readFile(path))
-        .digest('hex')
-        .slice(0, 12)}`;
-    out.push(d);
-  }
-  return out.sort();
 }
 
 async function closeAll(ws: Workspace[]): Promise<void> {
@@ -155,9 +139,9 @@ describe('replication through a dir remote', () => {
               await reps[s]!.sync();
             }
             for (let round = 0; round < 2; round++) for (const r of reps) await r.sync();
-            const d0 = await digest(ws[0]!);
-            assert.deepEqual(await digest(ws[1]!), d0);
-            assert.deepEqual(await digest(ws[2]!), d0);
+            const d0 = await treeDigest(ws[0]!);
+            assert.deepEqual(await treeDigest(ws[1]!), d0);
+            assert.deepEqual(await treeDigest(ws[2]!), d0);
             for (const w of ws) w.tree.verify();
           },
         ),
@@ -205,9 +189,9 @@ describe('replication through a dir remote', () => {
       assert.ok((await readFile(join(dir, '0000000000000001'))).equals(first), 'never rewritten');
       assert.ok((await readFile(join(dir, '0000000000000002'))).equals(written), 'never rewritten');
       await new Replicator(b).sync();
-      assert.deepEqual(await digest(b), await digest(a));
+      assert.deepEqual(await treeDigest(b), await treeDigest(a));
       assert.deepEqual(
-        (await digest(b)).map((l) => l.split(' ')[0]),
+        (await treeDigest(b)).map((l) => l.split(' ')[0]),
         ['/x', '/y', '/z'],
       );
     } finally {
@@ -239,7 +223,7 @@ describe('replication through a dir remote', () => {
       await ra.sync();
       await rb.sync();
       await ra.sync();
-      assert.deepEqual(await digest(b), await digest(a));
+      assert.deepEqual(await treeDigest(b), await treeDigest(a));
       const seq = await ra.writeCheckpoint();
       assert.equal(seq, 1);
       await fa.writeFile('/after-checkpoint', 'later');
@@ -255,18 +239,18 @@ describe('replication through a dir remote', () => {
       const d = await cloneWorkspace(join(root, 'd'), remote, { keyFile: key, cacheBytes: SMALL_CACHE });
       extra.push(d);
       await new Replicator(d).pull();
-      const da = await digest(a);
+      const da = await treeDigest(a);
       assert.ok(
         da.some((l) => l.includes('.conflict-')),
         da.join('\n'),
       );
-      assert.deepEqual(await digest(c), da);
-      assert.deepEqual(await digest(d), da);
+      assert.deepEqual(await treeDigest(c), da);
+      assert.deepEqual(await treeDigest(d), da);
       // Both newcomers keep working with everyone afterwards.
       await new Arbor(c.tree).writeFile('/from-c', 'c');
       await rc.sync();
       await ra.sync();
-      assert.deepEqual(await digest(a), await digest(c));
+      assert.deepEqual(await treeDigest(a), await treeDigest(c));
     } finally {
       await closeAll([...ws, ...extra]);
     }
@@ -289,7 +273,7 @@ describe('replication through a dir remote', () => {
         names.map((_, i) => String(i + 1).padStart(16, '0')),
       );
       await new Replicator(b).sync();
-      assert.deepEqual(await digest(b), await digest(a));
+      assert.deepEqual(await treeDigest(b), await treeDigest(a));
     } finally {
       await closeAll(ws);
     }

@@ -2,47 +2,20 @@
 // e2e.long.test.ts (SFTP and S3 in full): three replicas on one remote, edits everywhere, sync, identical trees,
 // conflict copies, a partitioned replica that catches up, gc, then a fresh clone that reads every current file.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { openWorkspace } from '../../cli/workspace.js';
 import { Arbor } from '../../index.js';
 import { openRemote } from '../../remote/index.js';
 import { serverEnv } from '../../remote/test-env.js';
+import { runCli, runCliOk } from '../../cli/testing/run-cli.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'main.js');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function arbor(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { maxBuffer: 64 << 20, encoding: 'buffer' },
-      (err, stdout, stderr) => {
-        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({
-          code: typeof code === 'number' ? code : 1,
-          stdout: stdout.toString('utf8'),
-          stderr: stderr.toString('utf8'),
-        });
-      },
-    );
-  });
-}
+const arbor = runCli;
 
 async function ok(...args: string[]): Promise<string> {
-  const r = await arbor(...args);
-  assert.equal(r.code, 0, `arbor ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
+  return (await runCliOk(...args)).stdout;
 }
 
 /** Every visible path: kind, mode, size, nlink, content hash (files) or target (symlinks). */
