@@ -30,10 +30,15 @@ const LINGER_MS = 10_000;
 export async function serveCommands(o: CommandServerOptions): Promise<{ close(): Promise<void> }> {
   if (existsSync(o.path)) unlinkSync(o.path);
   const open = new Set<Socket>();
+  const running = new Set<Promise<void>>();
+  let closing = false;
+  // Once closing, the kernel side is gone: what a cancelled command undoes has no caches left to drop.
+  const opts: CommandServerOptions = { ...o, onChanges: (change) => void (closing || o.onChanges(change)) };
   const server: Server = createServer((sock) => {
     open.add(sock);
     sock.on('close', () => open.delete(sock));
-    void serveOne(new FrameSocket(sock), o);
+    const p = serveOne(new FrameSocket(sock), opts).finally(() => running.delete(p));
+    running.add(p);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -41,16 +46,20 @@ export async function serveCommands(o: CommandServerOptions): Promise<{ close():
   });
   server.unref();
   return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of open) s.destroy(); // a command still running fails on its next frame and closes its files
-        server.close(() => resolve());
-        try {
-          unlinkSync(o.path);
-        } catch {
-          /* gone */
-        }
-      }),
+    close: async () => {
+      // A command still running fails on its next frame (a put is cancelled); wait until it has closed its files,
+      // so the workspace closes under no one.
+      closing = true;
+      for (const s of open) s.destroy();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      try {
+        unlinkSync(o.path);
+      } catch {
+        /* gone */
+      }
+      await Promise.allSettled([...running]);
+      await closed;
+    },
   };
 }
 
