@@ -3,7 +3,7 @@
 // command consumes them; what it writes goes back in stdout frames as it writes, waiting while the socket is full;
 // the last frame is `done` or `error`. So a command on a file of any size holds a few frames in memory here and in
 // the client. The control socket (src/sync/control.ts) stays the sync loop's line-JSON one.
-import { existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { ArborError, CancelledError, Errno, ReadOnlyError } from '../errors.js';
 import type { TreeChange } from '../tree/types.js';
@@ -44,6 +44,8 @@ export async function serveCommands(o: CommandServerOptions): Promise<{ close():
     server.once('error', reject);
     server.listen(o.path, () => resolve());
   });
+  // Commands run with the daemon's rights (a put of a directory reads local paths): only its own user may ask.
+  chmodSync(o.path, 0o600);
   server.unref();
   return {
     close: async () => {
