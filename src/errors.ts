@@ -79,6 +79,20 @@ export class ReplicaRetiredError extends ArborError {
   }
 }
 
+/** A mutating command on a replica or mount that only reads (EROFS); the message names which. */
+export class ReadOnlyError extends ArborError {
+  constructor(message: string) {
+    super('ARBOR_READ_ONLY', Errno.EROFS, message);
+  }
+}
+
+/** An operation stopped before it finished (an interrupted `arbor put`, a client gone mid-stream): ECANCELED. */
+export class CancelledError extends ArborError {
+  constructor(message: string) {
+    super('ARBOR_CANCELLED', Errno.ECANCELED, message);
+  }
+}
+
 /** Extract an errno from anything thrown; unknown errors map to EIO. */
 export function errnoOf(err: unknown): number {
   if (err instanceof ArborError) return err.errno;

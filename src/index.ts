@@ -106,6 +106,10 @@ export class ArborFileHandle {
   async close(): Promise<void> {
     await this.arbor.tree.release(this.fd);
   }
+  /** Close without recording a version of what was written through this handle (FileTree.discard). */
+  async discard(): Promise<void> {
+    await this.arbor.tree.discard(this.fd);
+  }
 }
 
 function parseFlags(flags: string): OpenFlags & { create: boolean; exclusive: boolean } {

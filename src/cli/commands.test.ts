@@ -1,6 +1,6 @@
 // The CLI on an arbor directory, unmounted and while `arbor mount` owns it: `restore --at <time>` brings back removed
 // files and directory trees (to their path or --to), with one-line errors when nothing was there; ls, cat, get, log,
-// status and fsck work during a mount (through its control socket); put, mkdir, mv, rm, ln, chmod and restore run
+// status and fsck work during a mount (through its command socket); put, mkdir, mv, rm, ln, chmod and restore run
 // inside the mount and show through it at once; gc is refused naming the mountpoint.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';

@@ -21,7 +21,7 @@ registerMount(program);
 program.addHelpText(
   'after',
   '\nCommands on <dir> work with or without a mount: while `arbor mount` owns <dir> they run inside it\n' +
-    '(through <dir>/control.sock) and the mount shows their changes at once; only gc refuses while mounted.',
+    '(through <dir>/command.sock) and the mount shows their changes at once; only gc refuses while mounted.',
 );
 
 function fail(message: string, code = 1): never {

@@ -122,6 +122,8 @@ export const paths = (dir: string) => ({
   cache: join(dir, 'cache'),
   lock: join(dir, 'lock'),
   socket: join(dir, 'control.sock'),
+  /** A mount runs other processes' commands here, streamed (src/cli/serve.ts). */
+  commands: join(dir, 'command.sock'),
 });
 
 function pidAlive(pid: number): boolean {

@@ -23,6 +23,18 @@ describe('FileTree operations', () => {
     t.cleanup();
   });
 
+  it('discard: a handle closed without recording keeps the last version (O_TRUNC and writes dropped)', async () => {
+    await fs.writeFile('/kept', 'old content');
+    const versions = (await fs.versions('/kept')).length;
+    const h = await fs.open('/kept', 'w');
+    await h.write(Buffer.alloc(5000, 1), 0);
+    await h.discard();
+    assert.equal(await fs.readFile('/kept', 'utf8'), 'old content');
+    assert.equal((await fs.versions('/kept')).length, versions, 'no version recorded');
+    assert.equal((await fs.stat('/kept')).size, 11);
+    await fs.unlink('/kept');
+  });
+
   it('mkdir, readdir, stat, rmdir', async () => {
     await fs.mkdir('/d', { mode: 0o750 });
     const st = await fs.stat('/d');

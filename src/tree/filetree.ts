@@ -1445,6 +1445,19 @@ export class FileTree {
   }
 
   /**
+   * Drop a handle without recording what it wrote (a cancelled `arbor put`): once no other handle has the file open,
+   * its content is read from the last recorded version again. Writes through other handles still open on the file
+   * share one content, so theirs (and this one's) are recorded at their release.
+   */
+  async discard(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    // Let a write in progress finish first, so nothing lands in the content after the handle is gone.
+    await h.file.content.lock(() => Promise.resolve());
+    this.handles.delete(fh);
+    this.closeFile(h.file);
+  }
+
+  /**
    * Store the content's chunks and commit a new version (plus `fields`, e.g. mtime) if anything changed. Order that
    * crash safety depends on: all chunks are stored (durably, by the store) before the commit that references them.
    * The clock is recovered at open from the last local batch only, so every batch must carry a tick taken when it is

@@ -1,5 +1,5 @@
 // Helpers shared by CLI commands: cache-size arguments, opening a workspace for one command, output.
-import { ArborError, InvalidInputError } from '../../errors.js';
+import { ArborError, InvalidInputError, ReadOnlyError } from '../../errors.js';
 import { parseSize } from '../size.js';
 import { DEFAULT_CACHE_BYTES, openWorkspace, type OpenOptions, type Workspace } from '../workspace.js';
 
@@ -45,7 +45,7 @@ export function note(line: string): void {
 /** Mutating commands refuse a read-only replica: its changes could never be published. */
 export function requireWritable(ws: Workspace): void {
   if (ws.readOnly)
-    throw new InvalidInputError(`${ws.dir} is a read-only replica; changes could never be published`);
+    throw new ReadOnlyError(`${ws.dir} is a read-only replica; changes could never be published`);
 }
 
 const ERRNO_TEXT: Record<string, string> = {

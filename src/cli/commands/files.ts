@@ -2,13 +2,17 @@
 // this process or, while a mount owns the directory, inside that mount (src/cli/run.ts).
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
-import { InvalidInputError } from '../../errors.js';
+import { CancelledError, InvalidInputError, fsError } from '../../errors.js';
 import { Arbor } from '../../index.js';
-import { defineCommand, runOnWorkspace, type CommandArgs } from '../run.js';
+import { defineCommand, runOnWorkspace, type CommandArgs, type CommandIO } from '../run.js';
 import type { Workspace } from '../workspace.js';
 import { onPath, requireWritable } from './common.js';
+
+/** Bytes per read or write of file content: what a command holds of a file at a time. */
+const BLOCK = 1024 * 1024;
 
 function writable(ws: Workspace): Arbor {
   requireWritable(ws);
@@ -27,10 +31,62 @@ function modeString(kind: string, mode: number): string {
   return s;
 }
 
-async function readStdin(): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of process.stdin) parts.push(c as Buffer);
-  return Buffer.concat(parts);
+/**
+ * Write `input` to `target` as it arrives (a file or stdin being put). Complete or not at all: if the input fails or
+ * is cancelled (the client interrupted, or gone from a mount), no version is recorded, so an existing file keeps its
+ * content, and a file this put created is removed again.
+ */
+async function putStream(
+  a: Arbor,
+  target: string,
+  mode: number,
+  input: AsyncIterable<Uint8Array>,
+): Promise<void> {
+  const existed = await a.exists(target);
+  const h = await a.open(target, 'w', mode);
+  try {
+    let pos = 0;
+    for await (const chunk of input) {
+      await h.write(chunk, pos);
+      pos += chunk.length;
+    }
+  } catch (err) {
+    await h.discard();
+    if (!existed) await a.unlink(target).catch(() => undefined);
+    throw err;
+  }
+  await h.close();
+}
+
+/** A file's content to stdout, a block at a time (until EOF, should it grow meanwhile). */
+async function catFile(a: Arbor, path: string, io: CommandIO): Promise<void> {
+  if ((await a.stat(path)).isDirectory()) throw fsError('EISDIR');
+  const h = await a.open(path, 'r');
+  try {
+    for (let pos = 0; ;) {
+      const buf = await h.read(BLOCK, pos);
+      if (buf.length === 0) break;
+      await io.write(buf);
+      pos += buf.length;
+    }
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * An interrupt (Ctrl-C, SIGTERM) while `input` is read fails it with a one-line CancelledError, so the put it feeds
+ * keeps nothing partial — here, or in the mount, which sees the connection close before the input's end.
+ */
+function cancelOnSignals(input: Readable, shown: string): () => void {
+  const cancel = (): void =>
+    void input.destroy(new CancelledError(`put of ${shown} was interrupted; nothing was written`));
+  process.once('SIGINT', cancel);
+  process.once('SIGTERM', cancel);
+  return () => {
+    process.off('SIGINT', cancel);
+    process.off('SIGTERM', cancel);
+  };
 }
 
 /** Copy a local file or directory tree into the arbor. */
@@ -48,7 +104,7 @@ async function putTree(a: Arbor, local: string, target: string): Promise<number>
   const h = await a.open(target, 'w', st.mode & 0o7777);
   try {
     let pos = 0;
-    for await (const chunk of createReadStream(local, { highWaterMark: 4 * 1024 * 1024 })) {
+    for await (const chunk of createReadStream(local, { highWaterMark: BLOCK })) {
       await h.write(chunk as Buffer, pos);
       pos += (chunk as Buffer).length;
     }
@@ -103,24 +159,22 @@ defineCommand('ls', async (ws, args, io) => {
   }
 });
 
-defineCommand('cat', async (ws, args, io) => {
-  await io.write(await new Arbor(ws.tree).readFile(inner(str(args, 'path'))));
-});
+defineCommand('cat', (ws, args, io) => catFile(new Arbor(ws.tree), inner(str(args, 'path')), io));
 
-defineCommand('put', async (ws, args) => {
+// A single file or stdin arrives as the command's input (`input: true`, read by the calling process, streamed by a
+// mount's client); a directory tree is read from `local` by whoever runs the command.
+defineCommand('put', async (ws, args, io) => {
   requireWritable(ws);
   const a = new Arbor(ws.tree);
-  if (args.stdin !== undefined) {
-    await a.writeFile(inner(str(args, 'path')), Buffer.from(str(args, 'stdin'), 'base64'));
+  let target = inner(str(args, 'path'));
+  if (args.input === true) {
+    // `name`: the local file's name, for a target that is an existing directory (stdin has none: EISDIR then).
+    if (typeof args.name === 'string' && (await a.exists(target)) && (await a.stat(target)).isDirectory())
+      target = `${target === '/' ? '' : target}/${args.name}`;
+    await putStream(a, target, typeof args.mode === 'number' ? args.mode : 0o644, io.input());
     return;
   }
-  const local = str(args, 'local');
-  let target = inner(str(args, 'path'));
-  const st = await stat(local);
-  if (!st.isDirectory() && (await a.exists(target)) && (await a.stat(target)).isDirectory()) {
-    target = `${target === '/' ? '' : target}/${local.split('/').pop()}`;
-  }
-  await putTree(a, local, target);
+  await putTree(a, str(args, 'local'), target);
 });
 
 defineCommand('get', async (ws, args, io) => {
@@ -129,7 +183,7 @@ defineCommand('get', async (ws, args, io) => {
   if (args.local === undefined) {
     if ((await a.stat(path)).isDirectory())
       throw new InvalidInputError('give a local destination for a directory');
-    await io.write(await a.readFile(path));
+    await catFile(a, path, io);
     return;
   }
   await getTree(a, path, str(args, 'local'));
@@ -154,8 +208,34 @@ defineCommand('ln', (ws, args) => {
 defineCommand('chmod', (ws, args) => writable(ws).chmod(inner(str(args, 'path')), Number(args.mode)));
 
 /** Run a registered command on `dir` (here or in its mount), errors naming the arbor path. */
-function run(dir: string, shown: string, name: string, args: CommandArgs): Promise<void> {
-  return onPath(shown, () => runOnWorkspace(dir, name, args));
+function run(dir: string, shown: string, name: string, args: CommandArgs, input?: Readable): Promise<void> {
+  return onPath(shown, () => runOnWorkspace(dir, name, args, input === undefined ? {} : { input }));
+}
+
+/** `arbor put`: stdin or a single file is read here and streamed to the command; a directory is read by it. */
+async function put(dir: string, local: string, path: string): Promise<void> {
+  let args: CommandArgs;
+  let input: Readable | undefined;
+  if (local === '-') {
+    args = { path, input: true };
+    input = process.stdin;
+  } else {
+    const abs = resolve(local);
+    const st = await stat(abs);
+    if (st.isDirectory()) args = { path, local: abs };
+    else if (!st.isFile())
+      return; // sockets, fifos, devices: nothing to copy (as for entries of a tree)
+    else {
+      args = { path, input: true, name: basename(abs), mode: st.mode & 0o7777 };
+      input = createReadStream(abs, { highWaterMark: BLOCK });
+    }
+  }
+  const restore = input === undefined ? undefined : cancelOnSignals(input, inner(path));
+  try {
+    await run(dir, inner(path), 'put', args, input);
+  } finally {
+    restore?.();
+  }
 }
 
 export function registerFiles(program: Command): void {
@@ -182,14 +262,8 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<local>', 'local file or directory, or - for stdin')
     .argument('<path>', 'destination inside the arbor')
-    .action(async (dir: string, local: string, path: string) => {
-      // Read here, not in a mount that may run it: stdin and relative paths are this process's.
-      const args =
-        local === '-'
-          ? { path, stdin: (await readStdin()).toString('base64') }
-          : { path, local: resolve(local) };
-      await run(dir, inner(path), 'put', args);
-    });
+    // Read here, not in a mount that may run it: stdin and relative paths are this process's.
+    .action((dir: string, local: string, path: string) => put(dir, local, path));
 
   program
     .command('get')

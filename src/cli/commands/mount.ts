@@ -14,7 +14,7 @@ import {
   type ServedWorkspace,
 } from '../../vfs/daemon.js';
 import { startSyncLoop, type SyncLoop } from '../../sync/loop.js';
-import { serveCommand } from '../run.js';
+import { serveCommands } from '../serve.js';
 import { openWorkspace, paths, readConfig, type Workspace } from '../workspace.js';
 
 interface MountFlags {
@@ -29,10 +29,11 @@ const THREADPOOL = 16;
 /** Set in the daemon child: the descriptor on which it reports "ready" or "error <message>". */
 const READY_FD_ENV = 'ARBOR_MOUNT_READY_FD';
 
-/** The opened workspace and its sync loop: the loop stops before the workspace closes. */
+/** The opened workspace, its sync loop and command socket: both stop before the workspace closes. */
 interface Served {
   ws?: Workspace;
   loop?: SyncLoop;
+  commands?: { close(): Promise<void> };
 }
 
 function opener(served: Served): (dir: string, readOnly: boolean) => Promise<ServedWorkspace> {
@@ -45,6 +46,7 @@ function opener(served: Served): (dir: string, readOnly: boolean) => Promise<Ser
       statePath: paths(ws.dir).state,
       close: async () => {
         try {
+          await served.commands?.close();
           await served.loop?.stop();
         } finally {
           await ws.close();
@@ -125,15 +127,25 @@ async function foreground(dir: string, mnt: string, o: MountFlags): Promise<void
   }
   const mounted = m;
   stopOnSignals(mounted);
+  // Other arbor commands on this directory (ls, cat, put, restore, …) run here, on the mount's own state, streamed
+  // through <dir>/command.sock; the kernel's caches drop what they change.
+  try {
+    served.commands = await serveCommands({
+      ws: served.ws!,
+      path: paths(served.ws!.dir).commands,
+      mountpoint: mounted.mountpoint,
+      readOnlyMount: o.readOnly === true,
+      onChanges: (change) => void mounted.fs.invalidate(change),
+    });
+  } catch (err) {
+    say(`commands on ${dir} cannot reach this mount: ${err instanceof Error ? err.message : String(err)}`);
+  }
   // Replication runs inside the daemon: what a pull changes is dropped from the kernel's caches, and
   // `arbor sync/status <dir>` reach the loop through the control socket. A failure here leaves a working local mount.
   try {
     served.loop = await startSyncLoop(served.ws!, {
       onChanges: (change) => void mounted.fs.invalidate(change),
       socketPath: paths(served.ws!.dir).socket,
-      // Other arbor commands on this directory (ls, cat, put, restore, …) run here, on the mount's own state.
-      onRequest: (req) =>
-        serveCommand(served.ws!, req, mounted.mountpoint, (change) => void mounted.fs.invalidate(change)),
       log: say,
     });
   } catch (err) {
