@@ -432,9 +432,9 @@ export class ArborFs implements LowLevelFileSystem {
     return this.#tree.write(Number(fh), offset, data);
   }
 
-  async flush(_ctx: RequestContext, _ino: Ino, fh: FileHandle, _owner?: LockOwner): Promise<void> {
+  flush(_ctx: RequestContext, _ino: Ino, fh: FileHandle, _owner?: LockOwner): Promise<void> | void {
     this.#handle(fh);
-    await this.#tree.flush(Number(fh));
+    return this.#tree.flush(Number(fh));
   }
 
   /**
@@ -450,14 +450,22 @@ export class ArborFs implements LowLevelFileSystem {
     await this.#opts.syncState?.();
   }
 
-  async release(_ctx: RequestContext, _ino: Ino, fh: FileHandle, _flags?: number): Promise<void> {
+  /** Synchronous (no promise hop per close) unless a version has to be recorded. */
+  release(_ctx: RequestContext, _ino: Ino, fh: FileHandle, _flags?: number): Promise<void> | void {
     const h = this.#handle(fh);
-    try {
-      await this.#tree.release(Number(fh));
-    } finally {
+    const forget = (): void => {
       this.#handles.delete(Number(fh));
       this.inodes.closed(h.ino);
+    };
+    let done: Promise<void> | void;
+    try {
+      done = this.#tree.release(Number(fh));
+    } catch (err) {
+      forget();
+      throw err;
     }
+    if (done instanceof Promise) return done.finally(forget);
+    forget();
   }
 
   async fallocate(
