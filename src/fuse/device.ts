@@ -131,7 +131,8 @@ export class FuseDevice {
     for (let i = 0; i < DRAIN_BATCH && !this.#closed; i++) {
       const buf = this.#spare.pop() ?? Buffer.allocUnsafe(this.#session.bufferSize);
       const n = io.read(this.#fd, buf);
-      if (n >= 0) {
+      if (n === 0) return this.#end(undefined); // end of file: /dev/fuse never says this; a closed peer in tests
+      if (n > 0) {
         this.#servePolled(buf, n);
         continue;
       }
