@@ -173,7 +173,7 @@ export async function run(opts: BenchOptions): Promise<Record<string, Metric>> {
       metrics.propagation_ms_p50 = {
         value: Math.round(pct(m.lat, 50) * 10) / 10,
         unit: 'ms',
-        note: 'close() on mount A until mount B reads it; both daemons’ background loops at their defaults (1 s active, 10 s idle interval; 300 ms push delay), dir backend',
+        note: 'close() on mount A until mount B reads it; both daemons’ background loops at their defaults (1 s active, 10 s idle interval; 100 ms push delay), dir backend',
       };
       metrics.propagation_ms_p95 = { value: Math.round(pct(m.lat, 95) * 10) / 10, unit: 'ms' };
       mountedOps = m.opsPerS;

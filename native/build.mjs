@@ -1,5 +1,7 @@
 // Builds the optional native addons with node-gyp. Never fails the install: each addon has a fallback.
 //   native/fdpass.node (native/build/Release): the SCM_RIGHTS receiver; without it only non-root mounts are lost.
+//   native/fuseio (native/fuseio/build/Release/fuseio.node): poll-driven /dev/fuse reads on the main thread; without it
+//   the FUSE device reads through the libuv threadpool (slower per request, needs a bigger pool).
 //   native/accel (native/accel/build/Release/accel.node): AES-256-GCM and the gear scan for the chunk pipeline;
 //   without it the byte-identical JavaScript paths run (about half the speed).
 // Each is built separately, so one failing (e.g. missing OpenSSL headers) does not lose the other.
@@ -21,6 +23,7 @@ const prefix = path.resolve(path.dirname(process.execPath), '..');
 if (existsSync(path.join(prefix, 'include/node/node_api.h'))) args.push(`--nodedir=${prefix}`);
 const addons = [
   { dir: here, lost: 'non-root FUSE mounts unavailable' },
+  { dir: path.join(here, 'fuseio'), lost: 'FUSE requests are read through the libuv threadpool' },
   { dir: path.join(here, 'accel'), lost: 'the chunk pipeline uses its slower JavaScript paths' },
 ];
 if (candidates.length === 0) {

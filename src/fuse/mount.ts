@@ -6,6 +6,7 @@ import path from 'node:path';
 import { InvalidInputError, fsError } from '../errors.js';
 import { FuseDevice } from './device.js';
 import type { ConnectionInfo, LowLevelFileSystem } from './filesystem.js';
+import { fuseIo } from './fuseio.js';
 import { fusermountFd } from './fusermount.js';
 import { Session, type SessionOptions } from './session.js';
 
@@ -19,8 +20,13 @@ export interface MountOptions extends SessionOptions {
   allowOther?: boolean;
   /** Let the kernel check permissions from the mode bits (otherwise the filesystem decides). */
   defaultPermissions?: boolean;
-  /** Outstanding reads on /dev/fuse (default 4); see checkThreadpool. */
+  /** Threadpool reader only: outstanding reads on /dev/fuse (default 4); see checkThreadpool. */
   reads?: number;
+  /**
+   * Read requests through the libuv threadpool even when the native poll reader (native/fuseio) is available.
+   * ARBOR_NO_NATIVE=1 has the same effect process-wide.
+   */
+  threadpoolReader?: boolean;
   /** Threads to keep free for the filesystem's own fs.* calls (default 4). */
   spareThreads?: number;
   /** Skip the UV_THREADPOOL_SIZE check (you have made sure the pool is big enough another way). */
@@ -39,7 +45,8 @@ export interface MountOptions extends SessionOptions {
 }
 
 /**
- * Each outstanding read on /dev/fuse parks one libuv threadpool thread in the kernel. The pool's
+ * With the threadpool reader, each outstanding read on /dev/fuse parks one libuv threadpool thread in the kernel
+ * (the poll reader parks none: call this with reads = 0). The pool's
  * size is fixed when it is first used, so it must be set in the environment before node starts
  * (or at the very top of the entry point, before any fs/crypto/dns call):
  *   UV_THREADPOOL_SIZE=16 node app.js
@@ -176,6 +183,11 @@ export class FuseMount {
     return this.session.conn;
   }
 
+  /** How requests are read: 'poll' (native/fuseio on the event loop) or 'threadpool' (fs.read, the fallback). */
+  get reader(): 'poll' | 'threadpool' {
+    return this.#device.reader;
+  }
+
   /** Error that ended the read loop abnormally, if any. */
   get error(): Error | undefined {
     return this.#device.error;
@@ -267,7 +279,7 @@ const SAFE_NAME = /^[A-Za-z0-9._+-]+$/;
 /**
  * Mount `filesystem` at `mountpoint` and start serving it. Resolves once the kernel's INIT has been
  * answered (the mount is usable); rejects if mount(8)/fusermount3 fails. Requires
- * UV_THREADPOOL_SIZE >= reads + spareThreads (see checkThreadpool).
+ * UV_THREADPOOL_SIZE >= spareThreads, plus `reads` when requests are read through the threadpool (see checkThreadpool).
  */
 export async function mount(
   mountpoint: string,
@@ -275,7 +287,8 @@ export async function mount(
   opts: MountOptions = {},
 ): Promise<FuseMount> {
   const reads = opts.reads ?? 4;
-  if (!opts.skipThreadpoolCheck) checkThreadpool(reads, opts.spareThreads ?? 4);
+  const native = opts.threadpoolReader ? null : (fuseIo ?? null);
+  if (!opts.skipThreadpoolCheck) checkThreadpool(native ? 0 : reads, opts.spareThreads ?? 4);
   const abs = path.resolve(mountpoint);
   const st = await fs.promises.stat(abs);
   if (!st.isDirectory()) throw fsError('ENOTDIR', `${abs} is not a directory`);
@@ -303,7 +316,7 @@ export async function mount(
     fd = await fusermountFd(abs, o);
     mounted = Promise.resolve();
   }
-  const device = new FuseDevice(fd, session, { reads });
+  const device = new FuseDevice(fd, session, { reads, native });
   const m = new FuseMount(abs, session, fd, device, viaFusermount);
   try {
     const failed = m.closed.then(() => {

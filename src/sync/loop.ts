@@ -15,8 +15,14 @@ export interface SyncLoopOptions extends ReplicatorOptions {
   idleIntervalMs?: number;
   /** How long after the last push or pull the loop stays on the short interval. Default 60 s. */
   activeWindowMs?: number;
-  /** Delay between a local change and the push it triggers (coalesces bursts). Default 300 ms. */
+  /** Delay between a local change and the push it triggers (coalesces a close's ops). Default 100 ms. */
   pushDelayMs?: number;
+  /**
+   * During a burst (local changes kept arriving while a cycle ran), the least time between the starts of two cycles,
+   * so 10k creates are published in a few batches rather than one per cycle. A change after a quiet spell still waits
+   * only pushDelayMs. Default 500 ms.
+   */
+  pushGapMs?: number;
   /** Backoff while the remote is unreachable: first delay and cap. Default 1 s .. 60 s, jittered. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -58,7 +64,15 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
   const idleInterval = Math.max(interval, opts.idleIntervalMs ?? envInterval ?? 10_000);
   const activeWindow = opts.activeWindowMs ?? 60_000;
   let lastActivity = 0;
-  const pushDelay = opts.pushDelayMs ?? 300;
+  const pushDelay = opts.pushDelayMs ?? 100;
+  const pushGap = opts.pushGapMs ?? 500;
+  /** When the last cycle started. */
+  let lastStart = 0;
+  /** A cycle is running: changes (and ticks) meanwhile only set `again`; at most one in flight, none queued. */
+  let inFlight = false;
+  let again = false;
+  /** While a burst goes on, the next change-triggered cycle starts no sooner than this (lastStart + pushGap). */
+  let notBefore = 0;
   const base = opts.backoffBaseMs ?? 1000;
   const cap = opts.backoffMaxMs ?? 60_000;
   let running = true;
@@ -106,10 +120,22 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
     timer.unref();
   };
 
+  /** When a change-triggered push may start: pushDelay from now, but not before `notBefore` during a burst. */
+  const pushWait = (): number => Math.max(pushDelay, notBefore - Date.now());
+
   const tick = (): void => {
     timer = undefined;
+    if (inFlight) {
+      again = true;
+      return;
+    }
+    inFlight = true;
     cycle = cycle.then(async () => {
-      if (!running) return;
+      lastStart = Date.now();
+      if (!running) {
+        inFlight = false;
+        return;
+      }
       try {
         await runOnce();
         await maybeTruncate();
@@ -126,6 +152,15 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
         reachable = false;
         const delay = Math.min(cap, base * 2 ** Math.min(failures - 1, 20));
         schedule(Math.round(delay * (0.5 + Math.random() / 2)));
+      } finally {
+        inFlight = false;
+        // Changes arrived during the cycle: a burst. One more cycle, pushGap after this one started (while the remote
+        // is down, the backoff scheduled above decides).
+        if (again) {
+          again = false;
+          notBefore = lastStart + pushGap;
+          if (failures === 0) schedule(pushWait());
+        }
       }
     });
   };
@@ -136,7 +171,8 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
         // Local writes push soon, but never faster than the backoff allows while the remote is down.
         if (!local) return;
         lastActivity = Date.now();
-        if (failures === 0) schedule(pushDelay);
+        if (inFlight) again = true;
+        else if (failures === 0) schedule(pushWait());
       });
 
   const control = opts.socketPath

@@ -92,6 +92,11 @@ export class FileContent {
   /** True when the bytes differ from the version this content was loaded from or last recorded. */
   changed = false;
   private tail: Promise<unknown> = Promise.resolve();
+  /** Locked operations queued or running (see `idle`). */
+  private locked = 0;
+  private readonly unlock = (): void => {
+    this.locked--;
+  };
   private cache = new Map<string, Uint8Array>();
   /** Background puts of streamed chunks, oldest first, and their bytes (see PUT_AHEAD_LIMIT). */
   private readonly puts: Promise<unknown>[] = [];
@@ -135,9 +140,15 @@ export class FileContent {
 
   /** Serialize async operations on this content (FUSE may send overlapping writes). */
   lock<T>(fn: () => Promise<T>): Promise<T> {
+    this.locked++;
     const run = this.tail.then(fn, fn);
-    this.tail = run.catch(() => undefined);
+    this.tail = run.then(this.unlock, this.unlock);
     return run;
+  }
+
+  /** No locked operation is queued or running: a caller may read `changed` and act on it synchronously. */
+  get idle(): boolean {
+    return this.locked === 0;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {

@@ -1413,10 +1413,15 @@ export class FileTree {
     });
   }
 
-  /** Record a version now if the content changed (flush and fsync). */
-  async flush(fh: number): Promise<void> {
+  /**
+   * Record a version now if the content changed (flush and fsync). Synchronous when nothing was written and nothing
+   * is queued on the content (the close of a file only created or read): there is no version to record then.
+   */
+  flush(fh: number): Promise<void> | void {
     const h = this.handle(fh);
-    await h.file.content.lock(() => this.recordVersion(h.file, {}));
+    const c = h.file.content;
+    if (!c.changed && c.idle) return;
+    return c.lock(() => this.recordVersion(h.file, {}));
   }
 
   /**
@@ -1434,14 +1439,16 @@ export class FileTree {
     await this.store.sync?.();
   }
 
-  async release(fh: number): Promise<void> {
+  /** Record a version if the content changed, then close the handle; synchronous when there is none to record. */
+  release(fh: number): Promise<void> | void {
     const h = this.handle(fh);
-    try {
-      await h.file.content.lock(() => this.recordVersion(h.file, {}));
-    } finally {
+    const c = h.file.content;
+    const close = (): void => {
       this.handles.delete(fh);
       this.closeFile(h.file);
-    }
+    };
+    if (!c.changed && c.idle) return close();
+    return c.lock(() => this.recordVersion(h.file, {})).finally(close);
   }
 
   /**

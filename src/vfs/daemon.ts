@@ -26,7 +26,10 @@ export interface MountDaemonOptions {
   allowOther?: boolean;
   /** Seconds the kernel may cache names and attributes (default DEFAULT_TTL). */
   ttl?: number;
-  /** Outstanding reads on /dev/fuse (default 4); UV_THREADPOOL_SIZE must be at least this + 4. */
+  /**
+   * Threadpool reader only (native/fuseio missing or ARBOR_NO_NATIVE=1): outstanding reads on /dev/fuse (default 4);
+   * UV_THREADPOOL_SIZE must be at least this + 4.
+   */
   reads?: number;
   /** Where errors with nowhere else to go are reported (default: ignored). */
   onError?: (err: unknown) => void;
@@ -128,7 +131,7 @@ async function ensureFusectl(): Promise<void> {
 
 /**
  * Exit once the kernel connection is closed. If it is not (a detached mount whose connection could not be
- * aborted), exit(3) would wait forever for the threadpool threads parked in read(2) on /dev/fuse, so the process
+ * aborted), exit(3) would wait forever for the threadpool threads parked in read(2) on /dev/fuse (threadpool reader), so the process
  * kills itself instead; call this only after `done` (the state is closed, nothing is lost).
  */
 export async function exitWhenClosed(m: MountedArbor, code = 0): Promise<never> {

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "fuseio",
+      "sources": ["fuseio.c"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}
