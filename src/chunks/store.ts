@@ -95,6 +95,15 @@ interface Entry {
  */
 const UPLOAD_HOLD_LIMIT = 32 * 1024 * 1024;
 
+/**
+ * Uploads yield to a streaming writer: while chunks are being put, upload workers wait until the puts stop or this
+ * much (at most a quarter of the cache) is dirty. Uploading while a writer streams competed with it for the same
+ * cores (a dir remote on the local disk cost ~2 CPU-s per GiB in writes and fsyncs on libuv's threads); a disk
+ * filesystem's writeback likewise lets dirty data age before writing it. Never while anyone waits for an upload
+ * (flushUploads, whenUploaded: sync's pushes) or for cache space (back-pressure), and never past this bound.
+ */
+const DEFER_UPLOADS_BYTES = 1024 * 1024 * 1024;
+
 interface Inflight {
   readonly bytes: Promise<Uint8Array>;
   /** Settles when the cache write that follows the fetch has finished (or was skipped). */
@@ -150,6 +159,9 @@ export class CachedChunkStore implements ChunkStore {
   private readonly uploadWaiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }[]>();
   private flushWaiters: (() => void)[] = [];
   private spaceWaiters: (() => void)[] = [];
+  /** put() calls in progress, and upload workers parked while they last (see DEFER_UPLOADS_BYTES). */
+  private putsActive = 0;
+  private parkedUploads: (() => void)[] = [];
   private readonly sleepers = new Set<() => void>();
 
   private clock = 0;
@@ -403,7 +415,9 @@ export class CachedChunkStore implements ChunkStore {
       if (!someoneCanFree) {
         throw fsError('ENOSPC', 'chunk cache is full of pinned chunks');
       }
-      await new Promise<void>((r) => this.spaceWaiters.push(r));
+      const freed = new Promise<void>((r) => this.spaceWaiters.push(r));
+      this.wakeUploads(); // back-pressure: parked uploads are what frees space
+      await freed;
     }
   }
 
@@ -470,6 +484,15 @@ export class CachedChunkStore implements ChunkStore {
   // ---- put -------------------------------------------------------------------------------------------------
 
   async put(chunk: Uint8Array): Promise<ChunkRef> {
+    this.putsActive++;
+    try {
+      return await this.putChunk(chunk);
+    } finally {
+      if (--this.putsActive === 0) this.wakeUploads();
+    }
+  }
+
+  private async putChunk(chunk: Uint8Array): Promise<ChunkRef> {
     if (chunk.length > this.chunking.maxSize) {
       throw new InvalidInputError(`chunk of ${chunk.length} bytes exceeds maxSize ${this.chunking.maxSize}`);
     }
@@ -556,6 +579,7 @@ export class CachedChunkStore implements ChunkStore {
     this.reserved -= sealed.length;
     this.resident += sealed.length;
     this.dirtyBytes += sealed.length;
+    if (!this.uploadsYield()) this.wakeUploads();
     this.lru.set(id, entry);
     this.enqueueUpload(id);
     this.pumpUploads();
@@ -775,9 +799,29 @@ export class CachedChunkStore implements ChunkStore {
     }
   }
 
+  /** True while uploads should wait for a streaming writer (see DEFER_UPLOADS_BYTES). */
+  private uploadsYield(): boolean {
+    return (
+      !this.closed &&
+      this.putsActive > 0 &&
+      this.spaceWaiters.length === 0 &&
+      this.flushWaiters.length === 0 &&
+      this.uploadWaiters.size === 0 &&
+      this.dirtyBytes < Math.min(this.limit / 4, DEFER_UPLOADS_BYTES)
+    );
+  }
+
+  private wakeUploads(): void {
+    const w = this.parkedUploads;
+    this.parkedUploads = [];
+    for (const r of w) r();
+  }
+
   private async uploadWorker(): Promise<void> {
     try {
       while (!this.closed) {
+        while (this.uploadsYield()) await new Promise<void>((r) => this.parkedUploads.push(r));
+        if (this.closed) break;
         const id = this.uploadQueue.shift();
         if (id === undefined) break;
         this.uploading.add(id);
@@ -907,7 +951,9 @@ export class CachedChunkStore implements ChunkStore {
   /** Resolves when every chunk put so far has been uploaded (retrying while the remote is down). */
   flushUploads(): Promise<void> {
     if (this.queued.size === 0 && this.uploading.size === 0) return Promise.resolve();
-    return new Promise((r) => this.flushWaiters.push(r));
+    const p = new Promise<void>((r) => this.flushWaiters.push(r));
+    this.wakeUploads();
+    return p;
   }
 
   /**
@@ -926,6 +972,7 @@ export class CachedChunkStore implements ChunkStore {
         }),
       );
     }
+    if (waits.length > 0) this.wakeUploads();
     await Promise.all(waits);
   }
 
@@ -951,6 +998,7 @@ export class CachedChunkStore implements ChunkStore {
     this.prefetchQueued.clear();
     if (this.touchTimer) clearInterval(this.touchTimer);
     for (const s of [...this.sleepers]) s();
+    this.wakeUploads();
     while (this.uploadWorkers > 0 || this.inflight.size > 0) await sleep(5);
     // A clean close leaves every dirty chunk durable, as umount does for a disk filesystem.
     await this.sync().catch((err: unknown) => this.log(`syncing dirty chunks at close: ${String(err)}`));
