@@ -148,8 +148,14 @@ export class FsCrypto {
    * Encrypt a chunk (after optional compression). Convergent within this filesystem: the key comes from the id and
    * the nonce from the exact payload, so equal plaintexts give equal bytes and a key/nonce pair never covers two
    * different payloads (different zlib builds may compress differently). Layout: header, nonce, ciphertext, tag.
+   * `alloc` gives the output buffer of exactly the size asked for (a caller reusing buffers; default: a new one).
    */
-  sealChunk(id: string, plaintext: Uint8Array, compression: Compression = 'none'): Uint8Array {
+  sealChunk(
+    id: string,
+    plaintext: Uint8Array,
+    compression: Compression = 'none',
+    alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+  ): Uint8Array {
     const { code, payload } = maybeCompress(compression, plaintext);
     const h = header(code);
     const key = this.perChunkKey(id);
@@ -158,7 +164,7 @@ export class FsCrypto {
     if (code !== 0) nm.update(createHash('sha256').update(payload).digest());
     const nonce = nm.digest().subarray(0, NONCE);
     // One buffer of the exact sealed size; the cipher writes ciphertext and tag straight into its tail.
-    const out = Buffer.allocUnsafe(SEAL_OVERHEAD + payload.length);
+    const out = alloc(SEAL_OVERHEAD + payload.length);
     out[0] = h;
     nonce.copy(out, 1);
     gcmSealInto(key, nonce, out.subarray(0, 1), payload, out.subarray(1 + NONCE));

@@ -5,14 +5,24 @@ import { Worker } from 'node:worker_threads';
 import type { Compression } from './crypto.js';
 import { FsCrypto } from './crypto.js';
 
-/** A job sent to a worker: the chunk bytes (a private copy, transferred) and the compression to try. */
+/**
+ * A job sent to a worker: the chunk bytes (a view of the caller's SharedArrayBuffer, or a private copy, transferred)
+ * and the compression to try.
+ */
 export interface SealJob {
   n: number;
   data: Uint8Array;
   compression: Compression;
 }
 
-/** A worker's answer: the keyed id and sealed bytes, or the error message. */
+/** An output buffer handed back to a worker for reuse (SealPool.recycle). */
+export interface RecycleMessage {
+  recycle: ArrayBuffer;
+}
+
+export type WorkerMessage = SealJob | RecycleMessage;
+
+/** A worker's answer: the keyed id and sealed bytes (at the start of their own ArrayBuffer), or the error message. */
 export type SealResult = { n: number; id: string; sealed: Uint8Array } | { n: number; error: string };
 
 export interface Sealed {
@@ -33,6 +43,9 @@ export class SealPool {
   private readonly slots: Slot[] = [];
   private next = 1;
   private closed = false;
+  /** Buffers of sealed bytes that came from a worker: only these are handed back by recycle(). */
+  private readonly fromWorkers = new WeakSet<ArrayBufferLike>();
+  private recycleNext = 0;
 
   /** `threads` workers (0: everything inline). A pool whose workers cannot start seals inline. */
   constructor(
@@ -63,7 +76,11 @@ export class SealPool {
     return length >= INLINE_BELOW && !this.closed && this.slots.length > 0;
   }
 
-  /** The chunk's keyed id and sealed bytes (FsCrypto.chunkId + sealChunk). `data` is copied before this returns. */
+  /**
+   * The chunk's keyed id and sealed bytes (FsCrypto.chunkId + sealChunk). `data` in a SharedArrayBuffer is read by
+   * the worker in place (the caller must not change it until this settles); any other `data` is copied before this
+   * returns.
+   */
   seal(data: Uint8Array, compression: Compression): Promise<Sealed> {
     const slot = this.pick();
     if (slot === undefined || data.length < INLINE_BELOW) {
@@ -75,12 +92,16 @@ export class SealPool {
       }
     }
     const n = this.next++;
-    const copy = new Uint8Array(data); // the caller's buffer may be a view into a larger one; send only these bytes
+    // Shared memory is posted as a view (no copy: a copy of every chunk on the thread answering FUSE requests cost
+    // as much as a third of a sequential write's CPU there). Other buffers may be views into a larger one that the
+    // caller keeps using: send a private copy of just these bytes.
+    const shared = data.buffer instanceof SharedArrayBuffer;
+    const payload = shared ? data : new Uint8Array(data);
     return new Promise((resolve, reject) => {
       slot.waiting.set(n, { resolve, reject });
       if (slot.busy++ === 0) slot.worker.ref();
-      const job: SealJob = { n, data: copy, compression };
-      slot.worker.postMessage(job, [copy.buffer as ArrayBuffer]);
+      const job: SealJob = { n, data: payload, compression };
+      slot.worker.postMessage(job, shared ? [] : [payload.buffer as ArrayBuffer]);
     });
   }
 
@@ -97,7 +118,23 @@ export class SealPool {
     slot.waiting.delete(r.n);
     if (--slot.busy === 0) slot.worker.unref();
     if ('error' in r) w.reject(new Error(`sealing a chunk failed: ${r.error}`));
-    else w.resolve({ id: r.id, sealed: r.sealed });
+    else {
+      this.fromWorkers.add(r.sealed.buffer);
+      w.resolve({ id: r.id, sealed: r.sealed });
+    }
+  }
+
+  /**
+   * The caller is done with sealed bytes from `seal()`: nothing reads or keeps them any more (written, uploaded, or a
+   * duplicate). A worker's buffer goes back to a worker to be sealed into again; anything else is left to the GC.
+   */
+  recycle(sealed: Uint8Array): void {
+    const ab = sealed.buffer;
+    if (this.closed || this.slots.length === 0 || !this.fromWorkers.has(ab)) return;
+    this.fromWorkers.delete(ab);
+    const slot = this.slots[this.recycleNext++ % this.slots.length]!;
+    const msg: RecycleMessage = { recycle: ab as ArrayBuffer };
+    slot.worker.postMessage(msg, [ab as ArrayBuffer]);
   }
 
   /** A worker died: its jobs fail (their callers keep the bytes and may retry) and it takes no more. */

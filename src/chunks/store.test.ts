@@ -475,3 +475,33 @@ test('large chunks are hashed and sealed on a worker thread: same ids, readable,
   assert.notEqual(ref.id, new FsCrypto(e2.secret, 'blake3').chunkId(data[0]!));
   await h.close();
 });
+
+test('chunks in shared memory are sealed in place and sealed buffers are recycled: cached and uploaded bytes stay right', async () => {
+  const e = await env();
+  const big = { minSize: 64 * 1024, avgSize: 128 * 1024, maxSize: 256 * 1024 };
+  const s = await e.open({ chunking: big, cacheLimitBytes: 64 << 20, sealThreads: 1 });
+  const { FsCrypto } = await import('./crypto.js');
+  const crypto = new FsCrypto(e.secret);
+  const shared = Buffer.from(new SharedArrayBuffer(300_000));
+  const data: Uint8Array[] = [];
+  const refs = [];
+  for (let i = 0; i < 48; i++) {
+    const d = chunk(64 * 1024 + ((i * 7919) % 190_000));
+    d.forEach((b, j) => (shared[j] = b));
+    // A view at an offset into shared memory, as FileContent's tail buffers hand them out.
+    refs.push(await s.put(shared.subarray(0, d.length)));
+    shared.fill(0xee); // the caller may reuse its memory once put settles
+    data.push(d);
+    if (i % 8 === 7) await s.flushUploads(); // recycled buffers come back to the worker and are sealed into again
+  }
+  refs.push(await s.put(data[3]!)); // a duplicate: its sealed bytes are recycled at once
+  await s.flushUploads();
+  assert.deepEqual(refs[48], refs[3]);
+  for (let i = 0; i < data.length; i++) {
+    assert.equal(refs[i]!.id, crypto.chunkId(data[i]!));
+    same(await s.get(refs[i]!), data[i]!);
+    const remote = e.remote.objects.get(remoteKey(refs[i]!.id))!;
+    same(crypto.openChunk(refs[i]!.id, remote, data[i]!.length), data[i]!);
+  }
+  await s.close();
+});

@@ -10,7 +10,7 @@ import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } fr
 import type { Remote } from '../remote/types.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
-import type { ChunkIdAlgorithm } from './chunk-id.js';
+import { blake3Implementation, type ChunkIdAlgorithm } from './chunk-id.js';
 import { SealPool } from './seal-pool.js';
 import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
 
@@ -84,7 +84,25 @@ interface Entry {
   uploaded: boolean;
   /** Transient: readers/uploaders currently using the file. */
   inUse: number;
+  /** The sealed bytes just written to the cache file, kept for its upload (see UPLOAD_HOLD_LIMIT). */
+  held?: Uint8Array;
 }
+
+/**
+ * Sealed bytes of freshly put chunks kept in memory for their upload, so the uploader need not read back the file it
+ * was just written from (a second copy through the kernel and a fresh buffer per chunk, on the thread answering
+ * FUSE requests, while a writer streams). Beyond this the uploader reads the cache file as before.
+ */
+const UPLOAD_HOLD_LIMIT = 32 * 1024 * 1024;
+
+/**
+ * Uploads yield to a streaming writer: while chunks are being put, upload workers wait until the puts stop or this
+ * much (at most a quarter of the cache) is dirty. Uploading while a writer streams competed with it for the same
+ * cores (a dir remote on the local disk cost ~2 CPU-s per GiB in writes and fsyncs on libuv's threads); a disk
+ * filesystem's writeback likewise lets dirty data age before writing it. Never while anyone waits for an upload
+ * (flushUploads, whenUploaded: sync's pushes) or for cache space (back-pressure), and never past this bound.
+ */
+const DEFER_UPLOADS_BYTES = 1024 * 1024 * 1024;
 
 interface Inflight {
   readonly bytes: Promise<Uint8Array>;
@@ -119,6 +137,8 @@ export class CachedChunkStore implements ChunkStore {
   private reserved = 0;
   private peak = 0;
   private dirtyBytes = 0;
+  /** Bytes in `Entry.held` (bounded by UPLOAD_HOLD_LIMIT). */
+  private heldBytes = 0;
   private readonly madeDirs = new Set<string>();
   /** Dirty chunk files written since the last sync() (ids), and the cache subdirectories that gained entries. */
   private unsynced = new Set<string>();
@@ -139,6 +159,9 @@ export class CachedChunkStore implements ChunkStore {
   private readonly uploadWaiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }[]>();
   private flushWaiters: (() => void)[] = [];
   private spaceWaiters: (() => void)[] = [];
+  /** put() calls in progress, and upload workers parked while they last (see DEFER_UPLOADS_BYTES). */
+  private putsActive = 0;
+  private parkedUploads: (() => void)[] = [];
   private readonly sleepers = new Set<() => void>();
 
   private clock = 0;
@@ -197,6 +220,17 @@ export class CachedChunkStore implements ChunkStore {
       ),
       deletePin: db.prepare('DELETE FROM chunk_pins WHERE id = ?'),
     };
+    if (
+      this.crypto.chunkIdAlgorithm === 'blake3' &&
+      blake3Implementation === 'js' &&
+      !process.env.ARBOR_NO_NATIVE
+    ) {
+      // Silent, this cost a sequential write ~6 CPU-s per GiB (the TypeScript BLAKE3 is ~15x slower): say so once.
+      this.log(
+        'native BLAKE3 (@napi-rs/blake-hash) did not load: chunk ids use the TypeScript fallback, ~15x slower ' +
+          '(is the package installed? npm install)',
+      );
+    }
     // Last: nothing above may throw once worker threads exist.
     const threads = opts.sealThreads ?? Math.max(1, Math.min(2, availableParallelism() - 1));
     this.sealer = new SealPool(this.crypto, opts.secret, threads);
@@ -361,6 +395,7 @@ export class CachedChunkStore implements ChunkStore {
   }
 
   private evict(e: Entry): void {
+    this.unhold(e);
     try {
       unlinkSync(this.path(e.id));
     } catch {
@@ -380,7 +415,9 @@ export class CachedChunkStore implements ChunkStore {
       if (!someoneCanFree) {
         throw fsError('ENOSPC', 'chunk cache is full of pinned chunks');
       }
-      await new Promise<void>((r) => this.spaceWaiters.push(r));
+      const freed = new Promise<void>((r) => this.spaceWaiters.push(r));
+      this.wakeUploads(); // back-pressure: parked uploads are what frees space
+      await freed;
     }
   }
 
@@ -447,6 +484,15 @@ export class CachedChunkStore implements ChunkStore {
   // ---- put -------------------------------------------------------------------------------------------------
 
   async put(chunk: Uint8Array): Promise<ChunkRef> {
+    this.putsActive++;
+    try {
+      return await this.putChunk(chunk);
+    } finally {
+      if (--this.putsActive === 0) this.wakeUploads();
+    }
+  }
+
+  private async putChunk(chunk: Uint8Array): Promise<ChunkRef> {
     if (chunk.length > this.chunking.maxSize) {
       throw new InvalidInputError(`chunk of ${chunk.length} bytes exceeds maxSize ${this.chunking.maxSize}`);
     }
@@ -460,7 +506,10 @@ export class CachedChunkStore implements ChunkStore {
     }
     // Large chunk: id and sealed bytes together on a worker thread (a duplicate's sealing is wasted there, not here).
     const { id, sealed } = await this.sealer.seal(chunk, this.compression);
-    return this.known(id, chunk.length) ?? this.putOnce(id, chunk.length, () => sealed);
+    const known = this.known(id, chunk.length);
+    if (known === undefined) return this.putOnce(id, chunk.length, () => sealed);
+    this.sealer.recycle(sealed);
+    return known;
   }
 
   /** The ref (or the put in flight) if this chunk needs no new cache file; undefined if it must be stored. */
@@ -497,6 +546,7 @@ export class CachedChunkStore implements ChunkStore {
     const cached = this.lru.get(id);
     if (cached) {
       this.touch(cached);
+      this.sealer.recycle(sealed);
       return ref;
     }
     await this.reserveBlocking(sealed.length);
@@ -516,6 +566,12 @@ export class CachedChunkStore implements ChunkStore {
       seq: this.seq++,
     });
     const entry: Entry = { id, size, stored: sealed.length, uploaded: false, inUse: 0 };
+    if (this.heldBytes + sealed.length <= UPLOAD_HOLD_LIMIT) {
+      entry.held = sealed;
+      this.heldBytes += sealed.length;
+    } else {
+      this.sealer.recycle(sealed); // written: the upload reads the file
+    }
     if (this.fsync) {
       this.unsynced.add(id);
       this.unsyncedDirs.add(id.slice(0, 2));
@@ -523,6 +579,7 @@ export class CachedChunkStore implements ChunkStore {
     this.reserved -= sealed.length;
     this.resident += sealed.length;
     this.dirtyBytes += sealed.length;
+    if (!this.uploadsYield()) this.wakeUploads();
     this.lru.set(id, entry);
     this.enqueueUpload(id);
     this.pumpUploads();
@@ -742,9 +799,29 @@ export class CachedChunkStore implements ChunkStore {
     }
   }
 
+  /** True while uploads should wait for a streaming writer (see DEFER_UPLOADS_BYTES). */
+  private uploadsYield(): boolean {
+    return (
+      !this.closed &&
+      this.putsActive > 0 &&
+      this.spaceWaiters.length === 0 &&
+      this.flushWaiters.length === 0 &&
+      this.uploadWaiters.size === 0 &&
+      this.dirtyBytes < Math.min(this.limit / 4, DEFER_UPLOADS_BYTES)
+    );
+  }
+
+  private wakeUploads(): void {
+    const w = this.parkedUploads;
+    this.parkedUploads = [];
+    for (const r of w) r();
+  }
+
   private async uploadWorker(): Promise<void> {
     try {
       while (!this.closed) {
+        while (this.uploadsYield()) await new Promise<void>((r) => this.parkedUploads.push(r));
+        if (this.closed) break;
         const id = this.uploadQueue.shift();
         if (id === undefined) break;
         this.uploading.add(id);
@@ -768,9 +845,12 @@ export class CachedChunkStore implements ChunkStore {
     }
     e.inUse++;
     try {
+      // The held bytes become the upload's own: it hands them back to the sealer once the remote has them.
+      const held = e.held;
+      this.unhold(e);
       let bytes: Uint8Array;
       try {
-        bytes = await readFile(this.path(id));
+        bytes = held ?? (await readFile(this.path(id)));
       } catch {
         this.dropDirty(e, 'its only (cached) copy is missing');
         return;
@@ -798,6 +878,7 @@ export class CachedChunkStore implements ChunkStore {
       }
       if (this.lru.get(id) !== e || e.uploaded) return; // dropped as corrupt meanwhile
       e.uploaded = true;
+      if (held !== undefined) this.sealer.recycle(held);
       this.st.markUploaded.run(id);
       this.unsynced.delete(id); // the remote holds it durably now; a lost cache file is simply refetched
       this.dirtyBytes -= e.stored;
@@ -813,9 +894,16 @@ export class CachedChunkStore implements ChunkStore {
     }
   }
 
+  private unhold(e: Entry): void {
+    if (e.held === undefined) return;
+    this.heldBytes -= e.held.length;
+    e.held = undefined;
+  }
+
   /** A dirty chunk whose only copy is gone or corrupt: forget it (loudly) so it is never uploaded as garbage. */
   private dropDirty(e: Entry, reason: string): void {
     this.log(`dirty chunk ${e.id} is lost: ${reason}; it was never uploaded`);
+    this.unhold(e);
     if (this.lru.get(e.id) !== e) return;
     try {
       unlinkSync(this.path(e.id));
@@ -863,7 +951,9 @@ export class CachedChunkStore implements ChunkStore {
   /** Resolves when every chunk put so far has been uploaded (retrying while the remote is down). */
   flushUploads(): Promise<void> {
     if (this.queued.size === 0 && this.uploading.size === 0) return Promise.resolve();
-    return new Promise((r) => this.flushWaiters.push(r));
+    const p = new Promise<void>((r) => this.flushWaiters.push(r));
+    this.wakeUploads();
+    return p;
   }
 
   /**
@@ -882,6 +972,7 @@ export class CachedChunkStore implements ChunkStore {
         }),
       );
     }
+    if (waits.length > 0) this.wakeUploads();
     await Promise.all(waits);
   }
 
@@ -907,6 +998,7 @@ export class CachedChunkStore implements ChunkStore {
     this.prefetchQueued.clear();
     if (this.touchTimer) clearInterval(this.touchTimer);
     for (const s of [...this.sleepers]) s();
+    this.wakeUploads();
     while (this.uploadWorkers > 0 || this.inflight.size > 0) await sleep(5);
     // A clean close leaves every dirty chunk durable, as umount does for a disk filesystem.
     await this.sync().catch((err: unknown) => this.log(`syncing dirty chunks at close: ${String(err)}`));

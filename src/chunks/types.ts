@@ -38,7 +38,8 @@ export interface ChunkStore {
   split(data: Uint8Array, final: boolean): number[];
   /**
    * Store one chunk in the local cache (dirty until uploaded), safe against a process crash once it resolves but
-   * durable against power loss only after the next `sync()`. Idempotent: same bytes, same ref.
+   * durable against power loss only after the next `sync()`. Idempotent: same bytes, same ref. A chunk inside a
+   * SharedArrayBuffer may be read by a worker thread without a copy: its bytes must not change until this settles.
    */
   put(chunk: Uint8Array): Promise<ChunkRef>;
   /**

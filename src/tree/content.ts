@@ -1,6 +1,7 @@
 // An open file's content: chunk-backed segments plus dirty in-memory and hole segments; reads, writes, truncate,
 // re-chunking into a new chunk list. Knows the ChunkStore interface only; nothing of the tree, SQLite or FUSE.
 import { HOLE_ID, isHole, type ChunkRef, type ChunkStore } from '../chunks/types.js';
+import { TailBuffers } from './tail-buffers.js';
 
 /**
  * A byte range of the file: part of a stored chunk, dirty bytes in memory, or a hole (zeros). A dirty segment that is
@@ -101,6 +102,8 @@ export class FileContent {
   /** Background puts of streamed chunks, oldest first, and their bytes (see PUT_AHEAD_LIMIT). */
   private readonly puts: Promise<unknown>[] = [];
   private putBytes = 0;
+  /** A streaming writer's tail buffers (shared with the sealing worker, reused). */
+  private readonly tails = new TailBuffers();
 
   constructor(
     private readonly store: ChunkStore,
@@ -190,8 +193,9 @@ export class FileContent {
           Math.max(last.buf.length * 2, last.len + data.length),
           Math.max(growLimit, last.len + data.length),
         );
-        const grown = Buffer.allocUnsafe(cap);
+        const grown = this.tails.take(cap);
         last.buf.copy(grown, 0, 0, last.len);
+        this.tails.retire(last.buf);
         last.buf = grown;
       }
       last.buf.set(data, last.len);
@@ -199,7 +203,7 @@ export class FileContent {
     } else if (offset >= this._size) {
       if (offset > this._size) this.segs.push({ k: 'z', len: offset - this._size });
       const cap = Math.max(data.length, Math.min(growLimit, data.length * 4));
-      const buf = Buffer.allocUnsafe(cap);
+      const buf = this.tails.take(cap);
       buf.set(data, 0);
       this.segs.push({ k: 'm', buf, len: data.length });
     } else {
@@ -235,6 +239,7 @@ export class FileContent {
     const refs = await r.end();
     this.segs = refs.map(segOf);
     this._dirty = 0;
+    this.tails.clear();
     return refs;
   }
 
@@ -265,14 +270,16 @@ export class FileContent {
       off += len;
     }
     const rest = last.len - off;
-    const buf = Buffer.allocUnsafe(Math.max(rest, last.buf.length));
+    const buf = this.tails.take(Math.max(rest, last.buf.length));
     data.copy(buf, 0, off);
+    this.tails.retire(last.buf);
     this.segs.splice(n - 1, 1, ...cut, { k: 'm', buf, len: rest });
   }
 
   /** Store one whole-chunk segment; on success swap it for the chunk ref (if it is still part of the content). */
   private putInBackground(seg: MemSeg): Promise<ChunkRef | undefined> {
     this.putBytes += seg.len;
+    this.tails.cut(seg.buf);
     const p = this.store.put(seg.buf).then(
       (ref) => {
         const i = this.segs.indexOf(seg);
@@ -280,9 +287,15 @@ export class FileContent {
           this.segs[i] = { k: 'c', ref, off: 0, len: seg.len };
           this._dirty -= seg.len;
         }
+        // Not swapped: the content changed under the view (it may still hold parts of it), so its buffer is pinned.
+        this.tails.settled(seg.buf, i >= 0);
         return ref;
       },
-      () => undefined, // the bytes stay dirty in memory: the next rechunk stores them again and reports the error
+      () => {
+        // The bytes stay dirty in memory: the next rechunk stores them again and reports the error.
+        this.tails.settled(seg.buf, false);
+        return undefined;
+      },
     );
     const tracked = p.finally(() => {
       this.putBytes -= seg.len;

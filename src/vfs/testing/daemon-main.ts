@@ -11,7 +11,7 @@ import { exitWhenClosed, startMount, stopOnSignals } from '../daemon.js';
 
 interface Msg {
   id: number;
-  cmd: 'inodes' | 'handles' | 'remoteWrite' | 'remoteRename' | 'remoteUnlink' | 'stop';
+  cmd: 'inodes' | 'handles' | 'remoteWrite' | 'remoteRename' | 'remoteUnlink' | 'flushUploads' | 'stop';
   path?: string;
   to?: string;
   data?: string;
@@ -105,6 +105,9 @@ async function main(): Promise<void> {
           await deliver();
           return true;
         }
+        case 'flushUploads':
+          await ws!.store.flushUploads();
+          return true;
         case 'stop':
           await m.stop();
           return true;
