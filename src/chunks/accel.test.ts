@@ -108,3 +108,12 @@ test('native and node AES-256-GCM give the same bytes and open each other', { sk
     RangeError,
   );
 });
+
+test('CI builds native/accel (a silent JS fallback would halve the pipeline unnoticed)', (t) => {
+  if (process.env.CI !== 'true' || process.env.ARBOR_NO_NATIVE === '1')
+    return t.skip('only checked under CI=true');
+  assert.ok(
+    accel !== undefined,
+    'native/accel did not build or load (see native/build.mjs output in npm ci)',
+  );
+});

@@ -126,3 +126,12 @@ for (const reader of ['poll', 'threadpool'] as const) {
     });
   });
 }
+
+it('CI builds native/fuseio (a silent fallback to the threadpool reader would cost ~40 futex calls per request)', (t) => {
+  if (process.env.CI !== 'true' || process.env.ARBOR_NO_NATIVE === '1')
+    return t.skip('only checked under CI=true');
+  assert.ok(
+    fuseIo !== undefined,
+    'native/fuseio did not build or load (see native/build.mjs output in npm ci)',
+  );
+});
