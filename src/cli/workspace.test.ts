@@ -1,10 +1,9 @@
 // The arbor directory: init/clone layout, key file and passphrase secrets, wrong keys, the process lock, offline open.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { WrongKeyError } from '../errors.js';
 import { FsCrypto } from '../chunks/crypto.js';
 import { readKeyFile } from '../chunks/keys.js';
@@ -17,16 +16,10 @@ import {
   openWorkspace,
   paths,
 } from './workspace.js';
+import { tempDirs } from '../testing/temp-dirs.js';
 
-const tmps: string[] = [];
-after(async () => {
-  for (const t of tmps) await rm(t, { recursive: true, force: true });
-});
-async function tmp(): Promise<string> {
-  const t = await mkdtemp(join(tmpdir(), 'arbor-ws-'));
-  tmps.push(t);
-  return t;
-}
+const tempDir = tempDirs();
+const tmp = (): Promise<string> => tempDir('arbor-ws-');
 const cacheBytes = 64 << 20;
 const scrypt = { N: 1 << 10, r: 8, p: 1 };
 

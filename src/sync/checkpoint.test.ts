@@ -3,10 +3,9 @@
 // checkpoints are skipped with a reason and the clone replays the batches instead.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { cloneWorkspace, initWorkspace, openWorkspace, paths, type Workspace } from '../cli/workspace.js';
 import { Arbor } from '../index.js';
 import { ROOT } from '../tree/types.js';
@@ -19,11 +18,9 @@ import {
   type CheckpointV2,
 } from './codec.js';
 import { Replicator } from './replicator.js';
+import { tempDirs } from '../testing/temp-dirs.js';
 
-const tmps: string[] = [];
-after(async () => {
-  for (const t of tmps) await rm(t, { recursive: true, force: true });
-});
+const tempDir = tempDirs();
 
 const CACHE = 64 << 20;
 
@@ -56,8 +53,7 @@ async function deepDigest(ws: Workspace): Promise<string[]> {
 
 /** A (with B's concurrent edits merged) publishes a checkpoint, then one more batch; returns the family. */
 async function scene(): Promise<{ root: string; remote: string; a: Workspace; b: Workspace; key: string }> {
-  const root = await mkdtemp(join(tmpdir(), 'arbor-cp-'));
-  tmps.push(root);
+  const root = await tempDir('arbor-cp-');
   const remote = join(root, 'remote');
   const a = await initWorkspace(join(root, 'a'), remote, { cacheBytes: CACHE });
   const key = paths(a.dir).key;
@@ -262,8 +258,7 @@ describe('snapshot checkpoints', () => {
   });
 
   it('a format 1 checkpoint (a compacted op set, written by older replicas) is still replayed', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'arbor-cp1-'));
-    tmps.push(root);
+    const root = await tempDir('arbor-cp1-');
     const remote = join(root, 'remote');
     const a = await initWorkspace(join(root, 'a'), remote, { cacheBytes: CACHE });
     const ws = [a];

@@ -5,20 +5,17 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openWorkspace } from '../cli/workspace.js';
 import { isHole } from '../chunks/types.js';
 import { Arbor } from '../index.js';
 import { CLI, runCli, runCliOk } from '../cli/testing/run-cli.js';
+import { tempDirs } from '../testing/temp-dirs.js';
 
-const tmps: string[] = [];
-after(async () => {
-  for (const t of tmps) await rm(t, { recursive: true, force: true });
-});
+const tempDir = tempDirs();
 
 const arbor = runCli;
 
@@ -56,8 +53,7 @@ interface GcJson {
 
 describe('arbor gc end to end (dir backend)', () => {
   it('truncates the log, empties trash, deletes dead chunks; clones read everything; a silent replica blocks', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'arbor-gc-e2e-'));
-    tmps.push(root);
+    const root = await tempDir('arbor-gc-e2e-');
     const remote = join(root, 'remote');
     const A = join(root, 'a');
     const B = join(root, 'b');

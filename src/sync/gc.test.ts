@@ -2,10 +2,9 @@
 // and trash emptying safe under random schedules and random (per-replica ordered) delivery, late joiners lose nothing,
 // a silent replica blocks until retired, open and hard-linked files survive purges.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { cloneWorkspace, initWorkspace, paths, type Workspace } from '../cli/workspace.js';
 import { compareTimestamps } from '../crdt/clock.js';
@@ -20,16 +19,10 @@ import { retireReplica } from './join.js';
 import { startSyncLoop } from './loop.js';
 import { Replicator, type SyncContext } from './replicator.js';
 import { treeDigest } from './testing/digest.js';
+import { tempDirs } from '../testing/temp-dirs.js';
 
-const tmps: string[] = [];
-after(async () => {
-  for (const t of tmps) await rm(t, { recursive: true, force: true });
-});
-async function tmp(): Promise<string> {
-  const t = await mkdtemp(join(tmpdir(), 'arbor-gc-'));
-  tmps.push(t);
-  return t;
-}
+const tempDir = tempDirs();
+const tmp = (): Promise<string> => tempDir('arbor-gc-');
 
 const CACHE = 64 << 20;
 

@@ -1,10 +1,9 @@
 // Library-level replication tests on a dir remote: convergence under random schedules, write-once and crash-resume
 // pushes, checkpoint clones equal replay clones, read-only replicas, the background loop offline and back, GC, fsck.
 import assert from 'node:assert/strict';
-import { readFile, readdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { cloneWorkspace, initWorkspace, paths, type Workspace } from '../cli/workspace.js';
 import { RemoteUnavailableError } from '../errors.js';
@@ -16,16 +15,10 @@ import { collectGarbage } from './gc.js';
 import { startSyncLoop } from './loop.js';
 import { Replicator, type SyncContext } from './replicator.js';
 import { treeDigest } from './testing/digest.js';
+import { tempDirs } from '../testing/temp-dirs.js';
 
-const tmps: string[] = [];
-after(async () => {
-  for (const t of tmps) await rm(t, { recursive: true, force: true });
-});
-async function tmp(): Promise<string> {
-  const t = await mkdtemp(join(tmpdir(), 'arbor-sync-'));
-  tmps.push(t);
-  return t;
-}
+const tempDir = tempDirs();
+const tmp = (): Promise<string> => tempDir('arbor-sync-');
 
 const SMALL_CACHE = 64 << 20;
 
