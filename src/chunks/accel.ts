@@ -43,7 +43,7 @@ export interface Accel {
  * resident memory kept after a burst of writes.
  */
 const MMAP_THRESHOLD = 8 << 20;
-const TRIM_THRESHOLD = 64 << 20;
+export const MALLOC_RETAINED_BYTES = 64 << 20;
 
 function load(): Accel | undefined {
   if (process.env.ARBOR_NO_NATIVE === '1') return undefined;
@@ -60,7 +60,7 @@ function load(): Accel | undefined {
         typeof m.gearScan === 'function' &&
         typeof m.tuneMalloc === 'function'
       ) {
-        m.tuneMalloc(MMAP_THRESHOLD, TRIM_THRESHOLD);
+        m.tuneMalloc(MMAP_THRESHOLD, MALLOC_RETAINED_BYTES);
         return m as Accel;
       }
     } catch {
