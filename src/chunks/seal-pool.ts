@@ -1,63 +1,62 @@
-// Hashing and sealing of large chunks on worker threads, so the main thread (which answers FUSE requests) keeps
-// running while a chunk is hashed, compressed and encrypted. Small chunks are done inline: a message round trip
-// costs more than they do. Knows FsCrypto's API only.
+// Hashing, sealing and cache-file writing of large chunks on worker threads, so the main thread (which answers FUSE
+// requests) keeps running while a chunk is hashed, compressed, encrypted and written. Small chunks are done inline
+// by the store: a message round trip costs more than they do. Knows FsCrypto's API and the cache file layout only;
+// the cache index (what is resident, the byte limit) stays with the store on the main thread.
+import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { Errno, fsError, type ErrnoName } from '../errors.js';
+import { cacheFilePath, writeCacheFileSync } from './cache-files.js';
 import type { Compression } from './crypto.js';
 import { FsCrypto } from './crypto.js';
 
 /**
- * A job sent to a worker: the chunk bytes (a view of the caller's SharedArrayBuffer, or a private copy, transferred)
- * and the compression to try.
+ * A job sent to a worker: the chunk bytes (a view of the caller's SharedArrayBuffer, or a private copy, transferred),
+ * the compression to try, and whether to write the file even if one with the chunk's name exists.
  */
 export interface SealJob {
   n: number;
   data: Uint8Array;
   compression: Compression;
+  force: boolean;
 }
 
-/** An output buffer handed back to a worker for reuse (SealPool.recycle). */
-export interface RecycleMessage {
-  recycle: ArrayBuffer;
-}
+/**
+ * A worker's answer: the keyed id and how many sealed bytes it wrote to the chunk's cache file (0: a file with that
+ * name existed, nothing written), or the error (with its errno code name when it came from the filesystem).
+ */
+export type SealResult =
+  { n: number; id: string; stored: number } | { n: number; error: string; code?: string };
 
-export type WorkerMessage = SealJob | RecycleMessage;
-
-/** A worker's answer: the keyed id and sealed bytes (at the start of their own ArrayBuffer), or the error message. */
-export type SealResult = { n: number; id: string; sealed: Uint8Array } | { n: number; error: string };
-
-export interface Sealed {
+export interface StoredChunk {
   id: string;
-  sealed: Uint8Array;
+  /** Sealed bytes written to the cache file; 0 when a file with the chunk's name already existed (not written). */
+  stored: number;
 }
-
-/** Below this size a chunk is sealed inline (the copy and two thread hops would cost more than the work). */
-const INLINE_BELOW = 64 * 1024;
 
 interface Slot {
   worker: Worker;
   busy: number;
-  waiting: Map<number, { resolve: (s: Sealed) => void; reject: (e: Error) => void }>;
+  waiting: Map<number, { resolve: (s: StoredChunk) => void; reject: (e: Error) => void }>;
 }
 
 export class SealPool {
   private readonly slots: Slot[] = [];
   private next = 1;
   private closed = false;
-  /** Buffers of sealed bytes that came from a worker: only these are handed back by recycle(). */
-  private readonly fromWorkers = new WeakSet<ArrayBufferLike>();
-  private recycleNext = 0;
+  private readonly madeDirs = new Set<string>();
 
-  /** `threads` workers (0: everything inline). A pool whose workers cannot start seals inline. */
+  /** `threads` workers (0: everything inline). A pool whose workers cannot start works inline. */
   constructor(
     private readonly crypto: FsCrypto,
     secret: Uint8Array,
     threads: number,
+    private readonly cacheDir: string,
   ) {
     for (let i = 0; i < threads; i++) {
       let worker: Worker;
       try {
         worker = new Worker(new URL('./seal-worker.js', import.meta.url), {
-          workerData: { secret, chunkId: crypto.chunkIdAlgorithm },
+          workerData: { secret, chunkId: crypto.chunkIdAlgorithm, cacheDir },
         });
       } catch {
         break;
@@ -71,22 +70,22 @@ export class SealPool {
     }
   }
 
-  /** True when a chunk of `length` bytes is sealed on a worker (else inline, and a caller may hash it first). */
-  offloads(length: number): boolean {
-    return length >= INLINE_BELOW && !this.closed && this.slots.length > 0;
+  /** True when chunks are sealed on a worker (else the caller may prefer to hash first and seal only new ones). */
+  get offloads(): boolean {
+    return !this.closed && this.slots.length > 0;
   }
 
   /**
-   * The chunk's keyed id and sealed bytes (FsCrypto.chunkId + sealChunk). `data` in a SharedArrayBuffer is read by
-   * the worker in place (the caller must not change it until this settles); any other `data` is copied before this
-   * returns.
+   * Compute the chunk's keyed id (FsCrypto.chunkId) and, unless a file with that name exists (or `force`), seal it
+   * (FsCrypto.sealChunk) and write its cache file (temp + rename, not fsynced). `data` in a SharedArrayBuffer is read
+   * by the worker in place (the caller must not change it until this settles); any other `data` is copied before
+   * this returns.
    */
-  seal(data: Uint8Array, compression: Compression): Promise<Sealed> {
+  sealToCache(data: Uint8Array, compression: Compression, force = false): Promise<StoredChunk> {
     const slot = this.pick();
-    if (slot === undefined || data.length < INLINE_BELOW) {
+    if (slot === undefined) {
       try {
-        const id = this.crypto.chunkId(data);
-        return Promise.resolve({ id, sealed: this.crypto.sealChunk(id, data, compression) });
+        return Promise.resolve(this.sealInline(data, compression, force));
       } catch (err) {
         return Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
@@ -100,9 +99,17 @@ export class SealPool {
     return new Promise((resolve, reject) => {
       slot.waiting.set(n, { resolve, reject });
       if (slot.busy++ === 0) slot.worker.ref();
-      const job: SealJob = { n, data: payload, compression };
+      const job: SealJob = { n, data: payload, compression, force };
       slot.worker.postMessage(job, shared ? [] : [payload.buffer as ArrayBuffer]);
     });
+  }
+
+  private sealInline(data: Uint8Array, compression: Compression, force: boolean): StoredChunk {
+    const id = this.crypto.chunkId(data);
+    if (!force && existsSync(cacheFilePath(this.cacheDir, id))) return { id, stored: 0 };
+    const sealed = this.crypto.sealChunk(id, data, compression);
+    writeCacheFileSync(this.cacheDir, id, sealed, this.madeDirs);
+    return { id, stored: sealed.length };
   }
 
   private pick(): Slot | undefined {
@@ -117,24 +124,13 @@ export class SealPool {
     if (w === undefined) return;
     slot.waiting.delete(r.n);
     if (--slot.busy === 0) slot.worker.unref();
-    if ('error' in r) w.reject(new Error(`sealing a chunk failed: ${r.error}`));
-    else {
-      this.fromWorkers.add(r.sealed.buffer);
-      w.resolve({ id: r.id, sealed: r.sealed });
-    }
-  }
-
-  /**
-   * The caller is done with sealed bytes from `seal()`: nothing reads or keeps them any more (written, uploaded, or a
-   * duplicate). A worker's buffer goes back to a worker to be sealed into again; anything else is left to the GC.
-   */
-  recycle(sealed: Uint8Array): void {
-    const ab = sealed.buffer;
-    if (this.closed || this.slots.length === 0 || !this.fromWorkers.has(ab)) return;
-    this.fromWorkers.delete(ab);
-    const slot = this.slots[this.recycleNext++ % this.slots.length]!;
-    const msg: RecycleMessage = { recycle: ab as ArrayBuffer };
-    slot.worker.postMessage(msg, [ab as ArrayBuffer]);
+    if ('error' in r) {
+      // A cache write that failed (ENOSPC, EIO, ...) keeps its errno, as the same failure on this thread would.
+      const message = `sealing a chunk failed: ${r.error}`;
+      w.reject(
+        r.code !== undefined && r.code in Errno ? fsError(r.code as ErrnoName, message) : new Error(message),
+      );
+    } else w.resolve({ id: r.id, stored: r.stored });
   }
 
   /** A worker died: its jobs fail (their callers keep the bytes and may retry) and it takes no more. */

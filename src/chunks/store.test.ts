@@ -476,7 +476,7 @@ test('large chunks are hashed and sealed on a worker thread: same ids, readable,
   await h.close();
 });
 
-test('chunks in shared memory are sealed in place and sealed buffers are recycled: cached and uploaded bytes stay right', async () => {
+test('chunks in shared memory are sealed in place by the worker, which writes their cache files from one reused buffer: cached and uploaded bytes stay right', async () => {
   const e = await env();
   const big = { minSize: 64 * 1024, avgSize: 128 * 1024, maxSize: 256 * 1024 };
   const s = await e.open({ chunking: big, cacheLimitBytes: 64 << 20, sealThreads: 1 });
@@ -492,9 +492,9 @@ test('chunks in shared memory are sealed in place and sealed buffers are recycle
     refs.push(await s.put(shared.subarray(0, d.length)));
     shared.fill(0xee); // the caller may reuse its memory once put settles
     data.push(d);
-    if (i % 8 === 7) await s.flushUploads(); // recycled buffers come back to the worker and are sealed into again
+    if (i % 8 === 7) await s.flushUploads(); // uploads read the files while the worker seals the next ones
   }
-  refs.push(await s.put(data[3]!)); // a duplicate: its sealed bytes are recycled at once
+  refs.push(await s.put(data[3]!)); // a duplicate: its file exists, so the worker neither seals nor writes it
   await s.flushUploads();
   assert.deepEqual(refs[48], refs[3]);
   for (let i = 0; i < data.length; i++) {
@@ -503,5 +503,47 @@ test('chunks in shared memory are sealed in place and sealed buffers are recycle
     const remote = e.remote.objects.get(remoteKey(refs[i]!.id))!;
     same(crypto.openChunk(refs[i]!.id, remote, data[i]!.length), data[i]!);
   }
+  await s.close();
+});
+
+test("a worker put never trusts a file it did not index: a stray file under the chunk's name is rewritten", async () => {
+  const e = await env();
+  const big = { minSize: 64 * 1024, avgSize: 128 * 1024, maxSize: 256 * 1024 };
+  const data = chunk(150_000);
+  const { FsCrypto } = await import('./crypto.js');
+  const id = new FsCrypto(e.secret).chunkId(data);
+  // Garbage under the final name, as a crash between rename and indexing or an eviction race could leave it.
+  await mkdir(join(e.dir, 'cache', id.slice(0, 2)), { recursive: true });
+  await writeFile(join(e.dir, 'cache', id.slice(0, 2), id), Buffer.alloc(1000, 0xaa));
+  const s = await e.open({ chunking: big, cacheLimitBytes: 8 << 20, sealThreads: 1 });
+  // open() reconciled the stray file away; put one back behind the store's back.
+  await writeFile(join(e.dir, 'cache', id.slice(0, 2), id), Buffer.alloc(1000, 0xaa));
+  const ref = await s.put(data);
+  assert.equal(ref.id, id);
+  same(await s.get(ref), data);
+  await s.flushUploads();
+  same(new FsCrypto(e.secret).openChunk(id, e.remote.objects.get(remoteKey(id))!, data.length), data);
+  await s.close();
+});
+
+test('worker puts never take the cache past its limit: room is reserved before the worker writes', async () => {
+  const e = await env();
+  const big = { minSize: 64 * 1024, avgSize: 128 * 1024, maxSize: 256 * 1024 };
+  const limit = 2 * (256 * 1024 + 64) + 100_000;
+  const s = await e.open({ chunking: big, cacheLimitBytes: limit, sealThreads: 1, uploadConcurrency: 1 });
+  e.remote.delayMs = 5;
+  const data = Array.from({ length: 24 }, (_, i) => chunk(100_000 + i * 6000));
+  let maxDisk = 0;
+  const refs = await Promise.all(
+    data.map(async (d) => {
+      const r = await s.put(d);
+      maxDisk = Math.max(maxDisk, diskBytes(e.dir));
+      return r;
+    }),
+  );
+  await s.flushUploads();
+  assert.ok(s.stats().peakResidentBytes <= limit, `peak ${s.stats().peakResidentBytes} > ${limit}`);
+  assert.ok(maxDisk <= limit, `disk ${maxDisk} > ${limit}`);
+  for (let i = 0; i < data.length; i++) same(await s.get(refs[i]!), data[i]!);
   await s.close();
 });

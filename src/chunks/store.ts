@@ -1,6 +1,5 @@
 // The real ChunkStore: a bounded local cache of encrypted chunk files indexed in SQLite, fetching from and uploading
 // to a Remote. Knows nothing of files, inodes or the tree (only chunk refs), nor of which backend the Remote is.
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { open, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -11,6 +10,7 @@ import type { Remote } from '../remote/types.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
 import { blake3Implementation, type ChunkIdAlgorithm } from './chunk-id.js';
+import { cacheFilePath, cacheTempPath } from './cache-files.js';
 import { SealPool } from './seal-pool.js';
 import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
 
@@ -84,16 +84,10 @@ interface Entry {
   uploaded: boolean;
   /** Transient: readers/uploaders currently using the file. */
   inUse: number;
-  /** The sealed bytes just written to the cache file, kept for its upload (see UPLOAD_HOLD_LIMIT). */
-  held?: Uint8Array;
 }
 
-/**
- * Sealed bytes of freshly put chunks kept in memory for their upload, so the uploader need not read back the file it
- * was just written from (a second copy through the kernel and a fresh buffer per chunk, on the thread answering
- * FUSE requests, while a writer streams). Beyond this the uploader reads the cache file as before.
- */
-const UPLOAD_HOLD_LIMIT = 32 * 1024 * 1024;
+/** Below this size a chunk is hashed and sealed inline (a thread round trip would cost more than the work). */
+const INLINE_BELOW = 64 * 1024;
 
 /**
  * Uploads yield to a streaming writer: while chunks are being put, upload workers wait until the puts stop or this
@@ -103,6 +97,12 @@ const UPLOAD_HOLD_LIMIT = 32 * 1024 * 1024;
  * (flushUploads, whenUploaded: sync's pushes) or for cache space (back-pressure), and never past this bound.
  */
 const DEFER_UPLOADS_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * Parked uploads resume only after puts have been quiet this long: a sequential writer's puts leave short gaps (the
+ * next chunk is still being cut) that would otherwise let an upload start and compete with it.
+ */
+const UPLOAD_QUIET_MS = 250;
 
 interface Inflight {
   readonly bytes: Promise<Uint8Array>;
@@ -137,8 +137,6 @@ export class CachedChunkStore implements ChunkStore {
   private reserved = 0;
   private peak = 0;
   private dirtyBytes = 0;
-  /** Bytes in `Entry.held` (bounded by UPLOAD_HOLD_LIMIT). */
-  private heldBytes = 0;
   private readonly madeDirs = new Set<string>();
   /** Dirty chunk files written since the last sync() (ids), and the cache subdirectories that gained entries. */
   private unsynced = new Set<string>();
@@ -161,6 +159,8 @@ export class CachedChunkStore implements ChunkStore {
   private spaceWaiters: (() => void)[] = [];
   /** put() calls in progress, and upload workers parked while they last (see DEFER_UPLOADS_BYTES). */
   private putsActive = 0;
+  private lastPutEnd = 0;
+  private quietTimer: NodeJS.Timeout | undefined;
   private parkedUploads: (() => void)[] = [];
   private readonly sleepers = new Set<() => void>();
 
@@ -233,7 +233,7 @@ export class CachedChunkStore implements ChunkStore {
     }
     // Last: nothing above may throw once worker threads exist.
     const threads = opts.sealThreads ?? Math.max(1, Math.min(2, availableParallelism() - 1));
-    this.sealer = new SealPool(this.crypto, opts.secret, threads);
+    this.sealer = new SealPool(this.crypto, opts.secret, threads, this.cacheDir);
   }
 
   /** Open (or create) the cache: create tables, load the index, reconcile it with the files, resume uploads. */
@@ -259,7 +259,7 @@ export class CachedChunkStore implements ChunkStore {
   // ---- index and files -------------------------------------------------------------------------------------
 
   private path(id: string): string {
-    return join(this.cacheDir, id.slice(0, 2), id);
+    return cacheFilePath(this.cacheDir, id);
   }
 
   /**
@@ -395,7 +395,6 @@ export class CachedChunkStore implements ChunkStore {
   }
 
   private evict(e: Entry): void {
-    this.unhold(e);
     try {
       unlinkSync(this.path(e.id));
     } catch {
@@ -448,7 +447,7 @@ export class CachedChunkStore implements ChunkStore {
       this.madeDirs.add(sub);
     }
     const p = this.path(id);
-    const tmp = `${p}.tmp-${randomBytes(4).toString('hex')}`;
+    const tmp = cacheTempPath(p);
     try {
       await writeFile(tmp, bytes, { mode: 0o600 });
     } catch (err) {
@@ -488,7 +487,10 @@ export class CachedChunkStore implements ChunkStore {
     try {
       return await this.putChunk(chunk);
     } finally {
-      if (--this.putsActive === 0) this.wakeUploads();
+      if (--this.putsActive === 0) {
+        this.lastPutEnd = performance.now();
+        this.wakeAfterQuiet();
+      }
     }
   }
 
@@ -496,7 +498,7 @@ export class CachedChunkStore implements ChunkStore {
     if (chunk.length > this.chunking.maxSize) {
       throw new InvalidInputError(`chunk of ${chunk.length} bytes exceeds maxSize ${this.chunking.maxSize}`);
     }
-    if (!this.sealer.offloads(chunk.length)) {
+    if (chunk.length < INLINE_BELOW || !this.sealer.offloads) {
       // Small chunk: hash first, and seal only if it is new.
       const id = this.crypto.chunkId(chunk);
       return (
@@ -504,12 +506,63 @@ export class CachedChunkStore implements ChunkStore {
         this.putOnce(id, chunk.length, () => this.crypto.sealChunk(id, chunk, this.compression))
       );
     }
-    // Large chunk: id and sealed bytes together on a worker thread (a duplicate's sealing is wasted there, not here).
-    const { id, sealed } = await this.sealer.seal(chunk, this.compression);
-    const known = this.known(id, chunk.length);
-    if (known === undefined) return this.putOnce(id, chunk.length, () => sealed);
-    this.sealer.recycle(sealed);
-    return known;
+    return this.putOffloaded(chunk);
+  }
+
+  /**
+   * Large chunk: a worker hashes, seals and writes its cache file, unless a file of that name exists (a duplicate's
+   * sealing is wasted there, not here). Room for the largest possible sealed size is reserved first, so the cache
+   * never holds more than its limit even for a moment; the index learns of the file only after it is whole.
+   */
+  private async putOffloaded(chunk: Uint8Array): Promise<ChunkRef> {
+    const size = chunk.length;
+    const reservation = size + SEAL_OVERHEAD;
+    await this.reserveBlocking(reservation);
+    this.noteResident();
+    let holding = true;
+    const unreserve = (): void => {
+      if (holding) this.release(reservation);
+      holding = false;
+    };
+    try {
+      let r = await this.sealer.sealToCache(chunk, this.compression);
+      let waited = false;
+      for (;;) {
+        const known = this.known(r.id, size);
+        if (known !== undefined) {
+          // Stored meanwhile by another put or a fetch (same bytes, same name), or on the remote and not resident:
+          // a file this put wrote that the index does not list goes again.
+          if (
+            r.stored > 0 &&
+            !this.lru.has(r.id) &&
+            !this.inflight.has(r.id) &&
+            !this.putsInflight.has(r.id)
+          ) {
+            try {
+              unlinkSync(this.path(r.id));
+            } catch {
+              // gone already
+            }
+          }
+          unreserve();
+          return await known;
+        }
+        if (r.stored > 0) break;
+        // A file with this name existed but the index does not list it: a fetch still writing it (wait for it), or
+        // one evicted since the worker looked (write it for real).
+        const fetching = waited ? undefined : this.inflight.get(r.id);
+        waited = true;
+        if (fetching) await fetching.written;
+        else r = await this.sealer.sealToCache(chunk, this.compression, true);
+      }
+      // The reservation shrinks to what was written; adopt() moves that from reserved to resident.
+      this.reserved -= reservation - r.stored;
+      holding = false;
+      this.spaceChanged();
+      return this.adopt(r.id, size, r.stored);
+    } finally {
+      unreserve();
+    }
   }
 
   /** The ref (or the put in flight) if this chunk needs no new cache file; undefined if it must be stored. */
@@ -546,7 +599,6 @@ export class CachedChunkStore implements ChunkStore {
     const cached = this.lru.get(id);
     if (cached) {
       this.touch(cached);
-      this.sealer.recycle(sealed);
       return ref;
     }
     await this.reserveBlocking(sealed.length);
@@ -557,33 +609,32 @@ export class CachedChunkStore implements ChunkStore {
       this.release(sealed.length);
       throw err;
     }
+    return this.adopt(id, size, sealed.length);
+  }
+
+  /** A new dirty chunk's cache file is whole (its `stored` bytes are reserved): index it and queue its upload. */
+  private adopt(id: string, size: number, stored: number): ChunkRef {
     this.st.insert.run({
       id,
       size,
-      stored: sealed.length,
+      stored,
       uploaded: 0,
       lastUse: this.clock++,
       seq: this.seq++,
     });
-    const entry: Entry = { id, size, stored: sealed.length, uploaded: false, inUse: 0 };
-    if (this.heldBytes + sealed.length <= UPLOAD_HOLD_LIMIT) {
-      entry.held = sealed;
-      this.heldBytes += sealed.length;
-    } else {
-      this.sealer.recycle(sealed); // written: the upload reads the file
-    }
+    const entry: Entry = { id, size, stored, uploaded: false, inUse: 0 };
     if (this.fsync) {
       this.unsynced.add(id);
       this.unsyncedDirs.add(id.slice(0, 2));
     }
-    this.reserved -= sealed.length;
-    this.resident += sealed.length;
-    this.dirtyBytes += sealed.length;
+    this.reserved -= stored;
+    this.resident += stored;
+    this.dirtyBytes += stored;
     if (!this.uploadsYield()) this.wakeUploads();
     this.lru.set(id, entry);
     this.enqueueUpload(id);
     this.pumpUploads();
-    return ref;
+    return { id, size };
   }
 
   // ---- get, fetch, prefetch --------------------------------------------------------------------------------
@@ -803,12 +854,26 @@ export class CachedChunkStore implements ChunkStore {
   private uploadsYield(): boolean {
     return (
       !this.closed &&
-      this.putsActive > 0 &&
+      (this.putsActive > 0 || performance.now() - this.lastPutEnd < UPLOAD_QUIET_MS) &&
       this.spaceWaiters.length === 0 &&
       this.flushWaiters.length === 0 &&
       this.uploadWaiters.size === 0 &&
       this.dirtyBytes < Math.min(this.limit / 4, DEFER_UPLOADS_BYTES)
     );
+  }
+
+  /** Wake parked uploads once no put has run for UPLOAD_QUIET_MS (one timer, re-armed while puts keep coming). */
+  private wakeAfterQuiet(): void {
+    if (this.quietTimer !== undefined || this.parkedUploads.length === 0) return;
+    const check = (): void => {
+      this.quietTimer = undefined;
+      if (this.putsActive > 0 || this.closed) return; // that put's end arms this again
+      const left = this.lastPutEnd + UPLOAD_QUIET_MS - performance.now();
+      if (left <= 0) return this.wakeUploads();
+      // Not unref'd: parked uploads are work this process still has to do.
+      this.quietTimer = setTimeout(check, Math.ceil(left));
+    };
+    check();
   }
 
   private wakeUploads(): void {
@@ -845,12 +910,13 @@ export class CachedChunkStore implements ChunkStore {
     }
     e.inUse++;
     try {
-      // The held bytes become the upload's own: it hands them back to the sealer once the remote has them.
-      const held = e.held;
-      this.unhold(e);
-      let bytes: Uint8Array;
+      const file = this.path(id);
+      const putFile = this.remote.putFileIfAbsent?.bind(this.remote);
+      let bytes: Uint8Array | undefined;
       try {
-        bytes = held ?? (await readFile(this.path(id)));
+        // A backend that takes a file copies it without this process reading it; the others get the bytes.
+        if (putFile) statSync(file);
+        else bytes = await readFile(file);
       } catch {
         this.dropDirty(e, 'its only (cached) copy is missing');
         return;
@@ -858,7 +924,8 @@ export class CachedChunkStore implements ChunkStore {
       for (let attempt = 1; !this.closed; attempt++) {
         if (this.lru.get(id) !== e) return; // dropped as corrupt while we were retrying
         try {
-          await this.remote.putIfAbsent(remoteKey(id), bytes);
+          if (bytes === undefined) await putFile!(remoteKey(id), file);
+          else await this.remote.putIfAbsent(remoteKey(id), bytes);
           break;
         } catch (err) {
           const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 20));
@@ -878,7 +945,6 @@ export class CachedChunkStore implements ChunkStore {
       }
       if (this.lru.get(id) !== e || e.uploaded) return; // dropped as corrupt meanwhile
       e.uploaded = true;
-      if (held !== undefined) this.sealer.recycle(held);
       this.st.markUploaded.run(id);
       this.unsynced.delete(id); // the remote holds it durably now; a lost cache file is simply refetched
       this.dirtyBytes -= e.stored;
@@ -894,16 +960,9 @@ export class CachedChunkStore implements ChunkStore {
     }
   }
 
-  private unhold(e: Entry): void {
-    if (e.held === undefined) return;
-    this.heldBytes -= e.held.length;
-    e.held = undefined;
-  }
-
   /** A dirty chunk whose only copy is gone or corrupt: forget it (loudly) so it is never uploaded as garbage. */
   private dropDirty(e: Entry, reason: string): void {
     this.log(`dirty chunk ${e.id} is lost: ${reason}; it was never uploaded`);
-    this.unhold(e);
     if (this.lru.get(e.id) !== e) return;
     try {
       unlinkSync(this.path(e.id));
@@ -997,6 +1056,7 @@ export class CachedChunkStore implements ChunkStore {
     this.prefetchQueue.length = 0;
     this.prefetchQueued.clear();
     if (this.touchTimer) clearInterval(this.touchTimer);
+    if (this.quietTimer) clearTimeout(this.quietTimer);
     for (const s of [...this.sleepers]) s();
     this.wakeUploads();
     while (this.uploadWorkers > 0 || this.inflight.size > 0) await sleep(5);

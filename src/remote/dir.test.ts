@@ -36,6 +36,22 @@ describe('dir backend specifics', () => {
     await r.close();
   });
 
+  it('putFileIfAbsent copies a local file write-once: the bytes, false for an existing key, no temp files', async () => {
+    const root = await tempDir();
+    const r = new DirRemote(root);
+    const src = join(await tempDir(), 'chunk');
+    const bytes = new Uint8Array(300_000).map((_, i) => (i * 31) & 0xff);
+    await writeFile(src, bytes);
+    assert.equal(await r.putFileIfAbsent('chunks/cd/cdef', src), true);
+    await writeFile(src, new Uint8Array([7]));
+    assert.equal(await r.putFileIfAbsent('chunks/cd/cdef', src), false);
+    assert.deepEqual(new Uint8Array(await r.get('chunks/cd/cdef')), bytes);
+    assert.deepEqual(await readdir(join(root, '.arbor-tmp')), []);
+    await assert.rejects(r.putFileIfAbsent('chunks/cd/other', join(root, 'missing')));
+    assert.equal(await r.exists('chunks/cd/other'), false);
+    await r.close();
+  });
+
   it('removes stale temp files of a dead writer and keeps fresh ones', async () => {
     const root = await tempDir();
     await mkdir(join(root, '.arbor-tmp'));

@@ -2,7 +2,7 @@
 // Write-once: bytes go to a temp file that is fsynced, then hard-linked to the final name. link(2) fails with
 // EEXIST instead of replacing, so an existing object is never touched, and readers never see a partial file.
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { Dirent } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { RemoteNotFoundError, RemoteUnavailableError } from '../errors.js';
@@ -89,10 +89,38 @@ export class DirRemote implements Remote {
     }
   }
 
-  async putIfAbsent(key: string, data: Uint8Array): Promise<boolean> {
+  putIfAbsent(key: string, data: Uint8Array): Promise<boolean> {
+    return this.create(key, `put ${key}`, async (tmp) => {
+      const fh = await fsp.open(tmp, 'wx', 0o644);
+      try {
+        await fh.writeFile(data);
+        if (this.fsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    });
+  }
+
+  /** The file's bytes are copied by the kernel (copy_file_range or sendfile), never through this process. */
+  putFileIfAbsent(key: string, file: string): Promise<boolean> {
+    return this.create(key, `put ${key}`, async (tmp) => {
+      await fsp.copyFile(file, tmp, fsConstants.COPYFILE_EXCL);
+      if (this.fsync) {
+        const fh = await fsp.open(tmp, 'r');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      }
+    });
+  }
+
+  /** Write-once create: `fill` writes (and fsyncs) a fresh temp file, which is then linked to the final name. */
+  private async create(key: string, what: string, fill: (tmp: string) => Promise<void>): Promise<boolean> {
     checkKey(key);
     return withRetry(
-      `put ${key}`,
+      what,
       async () => {
         const final = join(this.root, key);
         const tmpDir = join(this.root, TMP_DIR);
@@ -102,13 +130,7 @@ export class DirRemote implements Remote {
           await this.mkdirp(dirname(final));
           await this.mkdirp(tmpDir);
           await this.sweepTmp(tmpDir);
-          const fh = await fsp.open(tmp, 'wx', 0o644);
-          try {
-            await fh.writeFile(data);
-            if (this.fsync) await fh.sync();
-          } finally {
-            await fh.close();
-          }
+          await fill(tmp);
           try {
             await fsp.link(tmp, final);
           } catch (err) {
@@ -119,7 +141,7 @@ export class DirRemote implements Remote {
           await this.fsyncDir(dirname(final));
           return true;
         } catch (err) {
-          throw this.unavailable(`put ${key}`, err);
+          throw this.unavailable(what, err);
         } finally {
           await fsp.unlink(tmp).catch(() => undefined);
         }

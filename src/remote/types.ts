@@ -11,6 +11,11 @@ export interface Remote {
   readonly url: string;
   /** Write-once create: true if written, false if an object already exists at `key` (it is left unchanged). */
   putIfAbsent(key: string, data: Uint8Array): Promise<boolean>;
+  /**
+   * putIfAbsent with the bytes of a local file, for backends that can move them without reading them into memory
+   * (the dir backend copies in the kernel). Optional: callers read the file and use putIfAbsent otherwise.
+   */
+  putFileIfAbsent?(key: string, file: string): Promise<boolean>;
   /** The object's bytes (or a range of them). RemoteNotFoundError if absent; RemoteUnavailableError if unreachable. */
   get(key: string, range?: ByteRange): Promise<Uint8Array>;
   exists(key: string): Promise<boolean>;

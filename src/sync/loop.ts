@@ -104,7 +104,10 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
   };
 
   const runOnce = async (checkpoint = false): Promise<SyncReport> => {
-    const report = await replicator.sync({ checkpoint });
+    // Pushes wait for the chunks their ops name (Replicator.pushNow); the background loop does not also wait for
+    // every other dirty chunk: that forced uploads to run alongside a writer still streaming a file (src/chunks
+    // store: uploads yield to streaming writers) and stalled other files' pushes behind a big one.
+    const report = await replicator.sync({ checkpoint, flushUploads: false });
     if (report.pushedBatches + report.pulledBatches > 0) lastActivity = Date.now();
     if (report.change.nodes.length > 0 || report.change.dirs.length > 0) opts.onChanges?.(report.change);
     return report;

@@ -184,7 +184,13 @@ export class Replicator {
    * push, publish an op-less batch with its positions (`arbor sync` does, so GC learns what every replica has seen).
    */
   sync(
-    opts: { checkpoint?: boolean; announce?: boolean; onProgress?: (p: Progress) => void } = {},
+    opts: {
+      checkpoint?: boolean;
+      announce?: boolean;
+      /** Wait until every dirty chunk is uploaded (default true: `arbor sync` reports nothing pending after it). */
+      flushUploads?: boolean;
+      onProgress?: (p: Progress) => void;
+    } = {},
   ): Promise<SyncReport> {
     return this.serial(async () => {
       try {
@@ -195,7 +201,7 @@ export class Replicator {
         const pulled = await this.pullNow(opts.onProgress);
         // Push again: the pull cannot add local ops, but writes made meanwhile should not wait a whole interval.
         const pushed2 = await this.pushNow();
-        if (!this.ctx.readOnly && this.ctx.store.flushUploads) {
+        if (opts.flushUploads !== false && !this.ctx.readOnly && this.ctx.store.flushUploads) {
           await withTimeout(this.ctx.store.flushUploads(), this.uploadTimeoutMs, 'chunk upload');
         }
         let announced = 0;
