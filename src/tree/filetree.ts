@@ -99,6 +99,12 @@ export interface FileTreeOptions {
   dbPath: string;
   /** fsync each transaction (synchronous=FULL). */
   durable?: boolean;
+  /**
+   * Group commit (see StateDb): operations apply at once but are committed to SQLite together, at most this many ms
+   * later, or at fsync/fsyncdir (`flushState`), a push (`localOpsSince`) or close. A process crash then loses the
+   * last few ms of unsynced operations (whole operations, in order). Off by default; ignored with `durable`.
+   */
+  groupCommitMs?: number;
   /** Wall clock in ns (tests pin it for deterministic conflict names). */
   now?: () => bigint;
   /** Directory whose filesystem statfs reports on (default: the db file's directory). */
@@ -192,7 +198,10 @@ export class FileTree {
     this.statfsPath = opts.statfsPath ?? dirname(opts.dbPath);
     this.dirtyLimit = opts.dirtyLimit;
     this.replicasOf = opts.replicas;
-    this.db = new StateDb(opts.dbPath, { durable: opts.durable ?? false });
+    this.db = new StateDb(opts.dbPath, {
+      durable: opts.durable ?? false,
+      ...(opts.groupCommitMs !== undefined ? { groupCommitMs: opts.groupCommitMs } : {}),
+    });
     const saved = this.db.kvGet('replica');
     if (saved !== undefined && opts.replica !== undefined && saved !== opts.replica) {
       this.db.close();
@@ -600,28 +609,31 @@ export class FileTree {
     const merge = (_id: string, mine: string, theirs: string): string =>
       encodeRegs(mergeRegs(decodeRegs(mine), decodeRegs(theirs)));
     try {
-      return writeSnapshot(this.db, s, `${this.db.db.name}.checkpoint-load`, merge, (load) =>
-        this.db.tx(() => {
-          load();
-          for (const [r, seq] of positions)
-            if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
-          this.clock.observe({ counter: s.clock, replica: source });
-          this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
-          this.resetMemory();
-          try {
-            this.crdt = this.load();
-          } catch (err) {
-            if (err instanceof SyntaxError)
-              throw new InvalidInputError(`checkpoint snapshot: ${err.message}`, 'ARBOR_BAD_CHECKPOINT');
-            throw err;
-          }
-          for (const [id, p] of this.crdt.nodes()) checkMeta(p.meta, `node ${id}`);
-          for (const e of this.crdt.log()) {
-            checkMeta(e.op.meta, `log op of ${e.op.child}`);
-            if (e.old !== null) checkMeta(e.old.meta, `log op of ${e.op.child}`);
-          }
-          this.crdt.verify();
-        }),
+      // Its own SQL and the tx must be one transaction: no group commit here.
+      return this.db.direct(() =>
+        writeSnapshot(this.db, s, `${this.db.db.name}.checkpoint-load`, merge, (load) =>
+          this.db.tx(() => {
+            load();
+            for (const [r, seq] of positions)
+              if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
+            this.clock.observe({ counter: s.clock, replica: source });
+            this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
+            this.resetMemory();
+            try {
+              this.crdt = this.load();
+            } catch (err) {
+              if (err instanceof SyntaxError)
+                throw new InvalidInputError(`checkpoint snapshot: ${err.message}`, 'ARBOR_BAD_CHECKPOINT');
+              throw err;
+            }
+            for (const [id, p] of this.crdt.nodes()) checkMeta(p.meta, `node ${id}`);
+            for (const e of this.crdt.log()) {
+              checkMeta(e.op.meta, `log op of ${e.op.child}`);
+              if (e.old !== null) checkMeta(e.old.meta, `log op of ${e.op.child}`);
+            }
+            this.crdt.verify();
+          }),
+        ),
       );
     } catch (err) {
       // Rolled back: rebuild the memory of the (still empty) replica from SQLite.
@@ -1432,6 +1444,14 @@ export class FileTree {
     await this.flush(fh);
     await this.syncChunks();
     this.db.checkpoint();
+  }
+
+  /**
+   * Commit every operation group commit still holds (crash-safe; not yet fsynced: fsync the state files after it for
+   * power loss). fsync and close do this themselves; fsyncdir and whoever fsyncs the state files must call it first.
+   */
+  flushState(): void {
+    this.db.flush();
   }
 
   /** Make every chunk stored so far durable (the chunk store's sync; see ChunkStore.sync). */

@@ -441,12 +441,14 @@ export class ArborFs implements LowLevelFileSystem {
    * Durability rule (whoever batches or reorders this must keep it): the reply to FSYNC is sent only after (1) every
    * chunk of the version is written and fsynced with its directory entry (ChunkStore.put resolves only then, and
    * recordVersion awaits all puts before it commits), (2) the version op and its register are committed in the same
-   * SQLite transaction as its local batch (so a kill -9 after the reply keeps both: WAL writes are in the page cache),
-   * and (3) syncState has fsynced the WAL and the main file (power loss). Never reply between those steps.
+   * SQLite transaction as its local batch (so a kill -9 after the reply keeps both: WAL writes are in the page cache;
+   * with group commit, flushState commits everything queued), and (3) syncState has fsynced the WAL and the main file
+   * (power loss). Never reply between those steps.
    */
   async fsync(_ctx: RequestContext, _ino: Ino, fh: FileHandle, _datasync?: boolean): Promise<void> {
     this.#handle(fh);
     await this.#tree.fsync(Number(fh));
+    this.#tree.flushState(); // group commit: every queued op is committed before its files are fsynced
     await this.#opts.syncState?.();
   }
 
@@ -630,6 +632,7 @@ export class ArborFs implements LowLevelFileSystem {
   /** Directory entries are ops: chunks first (a durable op must not name a chunk that is not), then the state. */
   async fsyncdir(): Promise<void> {
     await this.#tree.syncChunks();
+    this.#tree.flushState();
     await this.#opts.syncState?.();
   }
 
