@@ -181,6 +181,8 @@ export class FileTree {
   private links: Map<NodeId, NodeId | NodeId[]> | undefined;
   /** Registers cache (null: the node has none). */
   private readonly regs = new Map<NodeId, Regs | null>();
+  /** Ids made by freshId for the operation being built (cleared by commit): known to be new. */
+  private readonly minted = new Set<NodeId>();
   private readonly conflicted = new Set<NodeId>();
   /** dir → number of child directories (for nlink), kept with `names`. */
   private readonly subdirs = new Map<NodeId, number>();
@@ -369,7 +371,13 @@ export class FileTree {
     const dirty = new Set<NodeId>();
     for (const op of ops) {
       // A purged node is gone for good (see truncateBelow): a late op must not resurrect an orphan register row.
-      if (op.type !== 'move' && this.getRegs(op.node) === undefined && this.db.isPurged(op.node)) continue;
+      if (
+        op.type !== 'move' &&
+        !this.minted.has(op.node) &&
+        this.getRegs(op.node) === undefined &&
+        this.db.isPurged(op.node)
+      )
+        continue;
       if (op.type === 'set') {
         let regs = this.getRegs(op.node);
         for (const [field, value] of Object.entries(op.fields)) {
@@ -459,12 +467,16 @@ export class FileTree {
     if (this.closed) throw fsError('EIO', 'arbor is closed');
     const changed = new Set<NodeId>();
     const dirs = new Map<NodeId, Set<string>>();
-    this.db.tx(() => {
-      this.applyOps(ops, changed, dirs);
-      this.seq += 1;
-      this.db.localOpPut(this.seq, encodeOps(ops, this.replica));
-      if (++this.commitsSinceTruncate >= 1024) this.truncateStable();
-    });
+    try {
+      this.db.tx(() => {
+        this.applyOps(ops, changed, dirs);
+        this.seq += 1;
+        this.db.localOpPut(this.seq, encodeOps(ops, this.replica));
+        if (++this.commitsSinceTruncate >= 1024) this.truncateStable();
+      });
+    } finally {
+      this.minted.clear();
+    }
     return this.report(changed, dirs, true);
   }
 
@@ -951,7 +963,11 @@ export class FileTree {
   private freshId(): NodeId {
     // A tick used only for the id: unique per replica, so the id is globally unique.
     const ts = this.clock.tick();
-    return `${ts.counter.toString(36)}.${ts.replica}`;
+    const id = `${ts.counter.toString(36)}.${ts.replica}`;
+    // Never seen before, so it has no registers and was never purged: no SQLite reads to find that out.
+    this.regs.set(id, null);
+    this.minted.add(id);
+    return id;
   }
 
   private touchDir(dir: NodeId, t: string): TreeOp {
@@ -1844,16 +1860,24 @@ export class FileTree {
  * since one op usually sets several fields; `h` holds the derived conflict heads.
  */
 function encodeRegs(r: Regs): string {
-  const groups = new Map<string, [number, string, Record<string, unknown>]>();
-  for (const [field, reg] of Object.entries(r)) {
+  // Written for every changed node of every commit, so it allocates little: a node has a handful of fields and
+  // timestamps, and a linear search of the groups beats keying a Map by a string built per field.
+  const groups: Array<[number, string, Record<string, unknown>]> = [];
+  for (const field in r) {
+    const reg = r[field];
     if (field === '~h' || reg === undefined) continue;
     const [c, rep, value] = reg as [number, string, unknown];
-    const key = `${c}.${rep}`;
-    let g = groups.get(key);
-    if (g === undefined) groups.set(key, (g = [c, rep, {}]));
+    let g: [number, string, Record<string, unknown>] | undefined;
+    for (const x of groups) {
+      if (x[0] === c && x[1] === rep) {
+        g = x;
+        break;
+      }
+    }
+    if (g === undefined) groups.push((g = [c, rep, {}]));
     g[2][field] = value;
   }
-  return JSON.stringify(r['~h'] ? { g: [...groups.values()], h: r['~h'] } : { g: [...groups.values()] });
+  return JSON.stringify(r['~h'] ? { g: groups, h: r['~h'] } : { g: groups });
 }
 
 /** Per-field last-writer-wins union of two register sets (conflict heads are derived: kept from `b`). */

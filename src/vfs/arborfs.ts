@@ -334,25 +334,32 @@ export class ArborFs implements LowLevelFileSystem {
     return { fh: BigInt(fh), flags: this.#openOut(flags) };
   }
 
-  async create(
+  /**
+   * Synchronous unless O_TRUNC has content to cut: a returned promise puts the reply after a microtask hop, behind
+   * the device's next read of /dev/fuse, while the caller waits.
+   */
+  create(
     ctx: RequestContext,
     parent: Ino,
     name: string,
     mode: number,
     umask: number,
     flags: number,
-  ): Promise<Created> {
+  ): Created | Promise<Created> {
     this.#writable();
     const dir = this.#node(parent);
     const o = this.#newOwner(ctx, dir, mode, umask);
     const f = this.#openFlags(flags);
     const r = this.#tree.create(dir, name, o.mode, f, o.uid, o.gid);
-    let attr = r.attr;
+    const created = (attr: Attr): Created => {
+      const entry = this.#entry(attr);
+      this.#track(r.fh, BigInt(entry.ino), attr.nodeId);
+      return { entry, fh: BigInt(r.fh), flags: this.#openOut(flags) };
+    };
     // The name existed after all (made by another replica since the kernel looked): O_TRUNC still applies.
-    if (f.truncate && attr.size > 0) attr = await this.#tree.setattr(attr.nodeId, { size: 0 }, r.fh);
-    const entry = this.#entry(attr);
-    this.#track(r.fh, BigInt(entry.ino), attr.nodeId);
-    return { entry, fh: BigInt(r.fh), flags: this.#openOut(flags) };
+    if (f.truncate && r.attr.size > 0)
+      return this.#tree.setattr(r.attr.nodeId, { size: 0 }, r.fh).then(created);
+    return created(r.attr);
   }
 
   async read(
