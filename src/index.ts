@@ -23,6 +23,8 @@ export interface OpenArborOptions {
   now?: () => bigint;
   /** Every replica of the filesystem, for log truncation (see FileTreeOptions.replicas). */
   replicas?: () => Iterable<ReplicaId>;
+  /** Group commit window in ms (see FileTreeOptions.groupCommitMs). Default off: every operation commits. */
+  groupCommitMs?: number;
 }
 
 /** fs.Stats-like attributes; times are bigint ns plus ms numbers for convenience. */
@@ -431,6 +433,7 @@ export async function openArbor(dir: string, opts: OpenArborOptions): Promise<Ar
     ...(opts.durable !== undefined ? { durable: opts.durable } : {}),
     ...(opts.now !== undefined ? { now: opts.now } : {}),
     ...(opts.replicas !== undefined ? { replicas: opts.replicas } : {}),
+    ...(opts.groupCommitMs !== undefined ? { groupCommitMs: opts.groupCommitMs } : {}),
   });
   return new Arbor(tree);
 }

@@ -93,6 +93,8 @@ export interface OpenOptions {
   retryMaxMs?: number;
   /** Wall clock in ns for the tree (tests). */
   now?: () => bigint;
+  /** The tree's group commit window (FileTreeOptions.groupCommitMs); mounts set it. Default off. */
+  groupCommitMs?: number;
 }
 
 export interface InitOptions {
@@ -479,6 +481,7 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       // Never truncate below what a replica that has not joined yet could still send (see src/sync/membership.ts).
       replicas: stabilityReplicas(config.replica),
       ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.groupCommitMs !== undefined ? { groupCommitMs: opts.groupCommitMs } : {}),
     });
     cleanup.push(() => tree.close());
     const crypto = new FsCrypto(secret, json.chunkId);

@@ -99,6 +99,12 @@ export interface FileTreeOptions {
   dbPath: string;
   /** fsync each transaction (synchronous=FULL). */
   durable?: boolean;
+  /**
+   * Group commit (see StateDb): operations apply at once but are committed to SQLite together, at most this many ms
+   * later, or at fsync/fsyncdir (`flushState`), a push (`localOpsSince`) or close. A process crash then loses the
+   * last few ms of unsynced operations (whole operations, in order). Off by default; ignored with `durable`.
+   */
+  groupCommitMs?: number;
   /** Wall clock in ns (tests pin it for deterministic conflict names). */
   now?: () => bigint;
   /** Directory whose filesystem statfs reports on (default: the db file's directory). */
@@ -175,6 +181,8 @@ export class FileTree {
   private links: Map<NodeId, NodeId | NodeId[]> | undefined;
   /** Registers cache (null: the node has none). */
   private readonly regs = new Map<NodeId, Regs | null>();
+  /** Ids made by freshId for the operation being built (cleared by commit): known to be new. */
+  private readonly minted = new Set<NodeId>();
   private readonly conflicted = new Set<NodeId>();
   /** dir → number of child directories (for nlink), kept with `names`. */
   private readonly subdirs = new Map<NodeId, number>();
@@ -192,7 +200,10 @@ export class FileTree {
     this.statfsPath = opts.statfsPath ?? dirname(opts.dbPath);
     this.dirtyLimit = opts.dirtyLimit;
     this.replicasOf = opts.replicas;
-    this.db = new StateDb(opts.dbPath, { durable: opts.durable ?? false });
+    this.db = new StateDb(opts.dbPath, {
+      durable: opts.durable ?? false,
+      ...(opts.groupCommitMs !== undefined ? { groupCommitMs: opts.groupCommitMs } : {}),
+    });
     const saved = this.db.kvGet('replica');
     if (saved !== undefined && opts.replica !== undefined && saved !== opts.replica) {
       this.db.close();
@@ -360,7 +371,13 @@ export class FileTree {
     const dirty = new Set<NodeId>();
     for (const op of ops) {
       // A purged node is gone for good (see truncateBelow): a late op must not resurrect an orphan register row.
-      if (op.type !== 'move' && this.getRegs(op.node) === undefined && this.db.isPurged(op.node)) continue;
+      if (
+        op.type !== 'move' &&
+        !this.minted.has(op.node) &&
+        this.getRegs(op.node) === undefined &&
+        this.db.isPurged(op.node)
+      )
+        continue;
       if (op.type === 'set') {
         let regs = this.getRegs(op.node);
         for (const [field, value] of Object.entries(op.fields)) {
@@ -450,12 +467,16 @@ export class FileTree {
     if (this.closed) throw fsError('EIO', 'arbor is closed');
     const changed = new Set<NodeId>();
     const dirs = new Map<NodeId, Set<string>>();
-    this.db.tx(() => {
-      this.applyOps(ops, changed, dirs);
-      this.seq += 1;
-      this.db.localOpPut(this.seq, encodeOps(ops, this.replica));
-      if (++this.commitsSinceTruncate >= 1024) this.truncateStable();
-    });
+    try {
+      this.db.tx(() => {
+        this.applyOps(ops, changed, dirs);
+        this.seq += 1;
+        this.db.localOpPut(this.seq, encodeOps(ops, this.replica));
+        if (++this.commitsSinceTruncate >= 1024) this.truncateStable();
+      });
+    } finally {
+      this.minted.clear();
+    }
     return this.report(changed, dirs, true);
   }
 
@@ -600,28 +621,31 @@ export class FileTree {
     const merge = (_id: string, mine: string, theirs: string): string =>
       encodeRegs(mergeRegs(decodeRegs(mine), decodeRegs(theirs)));
     try {
-      return writeSnapshot(this.db, s, `${this.db.db.name}.checkpoint-load`, merge, (load) =>
-        this.db.tx(() => {
-          load();
-          for (const [r, seq] of positions)
-            if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
-          this.clock.observe({ counter: s.clock, replica: source });
-          this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
-          this.resetMemory();
-          try {
-            this.crdt = this.load();
-          } catch (err) {
-            if (err instanceof SyntaxError)
-              throw new InvalidInputError(`checkpoint snapshot: ${err.message}`, 'ARBOR_BAD_CHECKPOINT');
-            throw err;
-          }
-          for (const [id, p] of this.crdt.nodes()) checkMeta(p.meta, `node ${id}`);
-          for (const e of this.crdt.log()) {
-            checkMeta(e.op.meta, `log op of ${e.op.child}`);
-            if (e.old !== null) checkMeta(e.old.meta, `log op of ${e.op.child}`);
-          }
-          this.crdt.verify();
-        }),
+      // Its own SQL and the tx must be one transaction: no group commit here.
+      return this.db.direct(() =>
+        writeSnapshot(this.db, s, `${this.db.db.name}.checkpoint-load`, merge, (load) =>
+          this.db.tx(() => {
+            load();
+            for (const [r, seq] of positions)
+              if (r !== this.replica) this.db.peerPut(r, seq, counters.get(r) ?? 0);
+            this.clock.observe({ counter: s.clock, replica: source });
+            this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
+            this.resetMemory();
+            try {
+              this.crdt = this.load();
+            } catch (err) {
+              if (err instanceof SyntaxError)
+                throw new InvalidInputError(`checkpoint snapshot: ${err.message}`, 'ARBOR_BAD_CHECKPOINT');
+              throw err;
+            }
+            for (const [id, p] of this.crdt.nodes()) checkMeta(p.meta, `node ${id}`);
+            for (const e of this.crdt.log()) {
+              checkMeta(e.op.meta, `log op of ${e.op.child}`);
+              if (e.old !== null) checkMeta(e.old.meta, `log op of ${e.op.child}`);
+            }
+            this.crdt.verify();
+          }),
+        ),
       );
     } catch (err) {
       // Rolled back: rebuild the memory of the (still empty) replica from SQLite.
@@ -939,7 +963,11 @@ export class FileTree {
   private freshId(): NodeId {
     // A tick used only for the id: unique per replica, so the id is globally unique.
     const ts = this.clock.tick();
-    return `${ts.counter.toString(36)}.${ts.replica}`;
+    const id = `${ts.counter.toString(36)}.${ts.replica}`;
+    // Never seen before, so it has no registers and was never purged: no SQLite reads to find that out.
+    this.regs.set(id, null);
+    this.minted.add(id);
+    return id;
   }
 
   private touchDir(dir: NodeId, t: string): TreeOp {
@@ -1434,6 +1462,14 @@ export class FileTree {
     this.db.checkpoint();
   }
 
+  /**
+   * Commit every operation group commit still holds (crash-safe; not yet fsynced: fsync the state files after it for
+   * power loss). fsync and close do this themselves; fsyncdir and whoever fsyncs the state files must call it first.
+   */
+  flushState(): void {
+    this.db.flush();
+  }
+
   /** Make every chunk stored so far durable (the chunk store's sync; see ChunkStore.sync). */
   async syncChunks(): Promise<void> {
     await this.store.sync?.();
@@ -1824,16 +1860,24 @@ export class FileTree {
  * since one op usually sets several fields; `h` holds the derived conflict heads.
  */
 function encodeRegs(r: Regs): string {
-  const groups = new Map<string, [number, string, Record<string, unknown>]>();
-  for (const [field, reg] of Object.entries(r)) {
+  // Written for every changed node of every commit, so it allocates little: a node has a handful of fields and
+  // timestamps, and a linear search of the groups beats keying a Map by a string built per field.
+  const groups: Array<[number, string, Record<string, unknown>]> = [];
+  for (const field in r) {
+    const reg = r[field];
     if (field === '~h' || reg === undefined) continue;
     const [c, rep, value] = reg as [number, string, unknown];
-    const key = `${c}.${rep}`;
-    let g = groups.get(key);
-    if (g === undefined) groups.set(key, (g = [c, rep, {}]));
+    let g: [number, string, Record<string, unknown>] | undefined;
+    for (const x of groups) {
+      if (x[0] === c && x[1] === rep) {
+        g = x;
+        break;
+      }
+    }
+    if (g === undefined) groups.push((g = [c, rep, {}]));
     g[2][field] = value;
   }
-  return JSON.stringify(r['~h'] ? { g: [...groups.values()], h: r['~h'] } : { g: [...groups.values()] });
+  return JSON.stringify(r['~h'] ? { g: groups, h: r['~h'] } : { g: groups });
 }
 
 /** Per-field last-writer-wins union of two register sets (conflict heads are derived: kept from `b`). */

@@ -334,25 +334,32 @@ export class ArborFs implements LowLevelFileSystem {
     return { fh: BigInt(fh), flags: this.#openOut(flags) };
   }
 
-  async create(
+  /**
+   * Synchronous unless O_TRUNC has content to cut: a returned promise puts the reply after a microtask hop, behind
+   * the device's next read of /dev/fuse, while the caller waits.
+   */
+  create(
     ctx: RequestContext,
     parent: Ino,
     name: string,
     mode: number,
     umask: number,
     flags: number,
-  ): Promise<Created> {
+  ): Created | Promise<Created> {
     this.#writable();
     const dir = this.#node(parent);
     const o = this.#newOwner(ctx, dir, mode, umask);
     const f = this.#openFlags(flags);
     const r = this.#tree.create(dir, name, o.mode, f, o.uid, o.gid);
-    let attr = r.attr;
+    const created = (attr: Attr): Created => {
+      const entry = this.#entry(attr);
+      this.#track(r.fh, BigInt(entry.ino), attr.nodeId);
+      return { entry, fh: BigInt(r.fh), flags: this.#openOut(flags) };
+    };
     // The name existed after all (made by another replica since the kernel looked): O_TRUNC still applies.
-    if (f.truncate && attr.size > 0) attr = await this.#tree.setattr(attr.nodeId, { size: 0 }, r.fh);
-    const entry = this.#entry(attr);
-    this.#track(r.fh, BigInt(entry.ino), attr.nodeId);
-    return { entry, fh: BigInt(r.fh), flags: this.#openOut(flags) };
+    if (f.truncate && r.attr.size > 0)
+      return this.#tree.setattr(r.attr.nodeId, { size: 0 }, r.fh).then(created);
+    return created(r.attr);
   }
 
   async read(
@@ -441,12 +448,14 @@ export class ArborFs implements LowLevelFileSystem {
    * Durability rule (whoever batches or reorders this must keep it): the reply to FSYNC is sent only after (1) every
    * chunk of the version is written and fsynced with its directory entry (ChunkStore.put resolves only then, and
    * recordVersion awaits all puts before it commits), (2) the version op and its register are committed in the same
-   * SQLite transaction as its local batch (so a kill -9 after the reply keeps both: WAL writes are in the page cache),
-   * and (3) syncState has fsynced the WAL and the main file (power loss). Never reply between those steps.
+   * SQLite transaction as its local batch (so a kill -9 after the reply keeps both: WAL writes are in the page cache;
+   * with group commit, flushState commits everything queued), and (3) syncState has fsynced the WAL and the main file
+   * (power loss). Never reply between those steps.
    */
   async fsync(_ctx: RequestContext, _ino: Ino, fh: FileHandle, _datasync?: boolean): Promise<void> {
     this.#handle(fh);
     await this.#tree.fsync(Number(fh));
+    this.#tree.flushState(); // group commit: every queued op is committed before its files are fsynced
     await this.#opts.syncState?.();
   }
 
@@ -630,6 +639,7 @@ export class ArborFs implements LowLevelFileSystem {
   /** Directory entries are ops: chunks first (a durable op must not name a chunk that is not), then the state. */
   async fsyncdir(): Promise<void> {
     await this.#tree.syncChunks();
+    this.#tree.flushState();
     await this.#opts.syncState?.();
   }
 

@@ -45,6 +45,13 @@ export interface MountDaemonOptions {
  */
 export const DEFAULT_TTL = 60;
 
+/**
+ * The tree's group commit window for a mount, in ms (FileTreeOptions.groupCommitMs). A SQLite commit per create,
+ * rename or unlink was a large part of each one's cost; fsync(2) and fsyncdir(2) still commit and fsync before they
+ * return, so only the last few ms of operations nobody fsynced can be lost to a crash, as on a disk filesystem.
+ */
+export const MOUNT_GROUP_COMMIT_MS = 5;
+
 /** What `arbor unmount` needs to find the daemon serving a mountpoint. */
 export interface MountRecord {
   pid: number;

@@ -8,6 +8,7 @@ import { InvalidInputError, fsError } from '../../errors.js';
 import { isMounted } from '../../fuse/mount.js';
 import {
   exitWhenClosed,
+  MOUNT_GROUP_COMMIT_MS,
   startMount,
   stopOnSignals,
   unmountArbor,
@@ -38,7 +39,10 @@ interface Served {
 
 function opener(served: Served): (dir: string, readOnly: boolean) => Promise<ServedWorkspace> {
   return async (dir, readOnly) => {
-    const ws = await openWorkspace(dir, readOnly ? { readOnly: true } : {});
+    const ws = await openWorkspace(dir, {
+      groupCommitMs: MOUNT_GROUP_COMMIT_MS,
+      ...(readOnly ? { readOnly: true } : {}),
+    });
     served.ws = ws;
     return {
       dir: ws.dir,

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { openWorkspace, paths, type Workspace } from '../../cli/workspace.js';
 import { FileTree } from '../../tree/filetree.js';
 import { ROOT } from '../../tree/types.js';
-import { exitWhenClosed, startMount, stopOnSignals } from '../daemon.js';
+import { exitWhenClosed, MOUNT_GROUP_COMMIT_MS, startMount, stopOnSignals } from '../daemon.js';
 
 interface Msg {
   id: number;
@@ -30,7 +30,10 @@ async function main(): Promise<void> {
     allowOther: args.includes('--allow-other'),
     ...(ttlArg !== undefined ? { ttl: Number(ttlArg) } : {}),
     open: async (d, readOnly) => {
-      ws = await openWorkspace(d, readOnly ? { readOnly: true } : {});
+      ws = await openWorkspace(d, {
+        groupCommitMs: MOUNT_GROUP_COMMIT_MS,
+        ...(readOnly ? { readOnly: true } : {}),
+      });
       const w = ws;
       return { dir: w.dir, tree: w.tree, statePath: paths(w.dir).state, close: () => w.close() };
     },
