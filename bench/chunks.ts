@@ -229,6 +229,48 @@ function loadServersEnv(): void {
 
 type OpenRemote = (url: string) => Promise<Remote>;
 
+/**
+ * CPU milliseconds used so far by this process (all threads) and by the RGW processes named in
+ * ARBOR_TEST_RGW_PIDS (from /proc; 0 where unreadable). Wall-clock rates on a shared 2-core machine swing with
+ * everyone else's load; CPU per MiB of each side says where the time goes.
+ */
+function cpuMs(): { node: number; rgw: number } {
+  const u = process.cpuUsage();
+  let rgw = 0;
+  for (const pid of (process.env.ARBOR_TEST_RGW_PIDS ?? '').split(/\s+/).filter(Boolean)) {
+    try {
+      // Fields after the parenthesized command name: utime and stime are the 12th and 13th (clock ticks, 100 Hz).
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      rgw += (Number(f[11]) + Number(f[12])) * 10;
+    } catch {
+      // gone or not ours to read: counted as 0
+    }
+  }
+  return { node: (u.user + u.system) / 1000, rgw };
+}
+
+interface Pass {
+  /** MiB/s over the pass. */
+  rate: number;
+  /** CPU ms per MiB read: this process, and RGW. */
+  node: number;
+  rgw: number;
+}
+
+/** Time `body` (which returns bytes read) as a Pass. */
+async function measurePass(body: () => Promise<number>): Promise<Pass> {
+  const c0 = cpuMs();
+  const t = performance.now();
+  const bytes = await body();
+  const secs = (performance.now() - t) / 1000;
+  const c1 = cpuMs();
+  const mib = bytes / MiB;
+  return { rate: mib / secs, node: (c1.node - c0.node) / mib, rgw: (c1.rgw - c0.rgw) / mib };
+}
+
+const fmtPass = (p: Pass): string =>
+  `${p.rate.toFixed(0)} MiB/s (CPU ms/MiB: node ${p.node.toFixed(2)}, rgw ${p.rgw.toFixed(2)})`;
+
 async function s3ColdRead(log: BenchOptions['log'], sizeMiB: number, concurrency: number): Promise<Metric> {
   loadServersEnv();
   const url = process.env.ARBOR_TEST_S3_URL;
@@ -314,43 +356,48 @@ async function s3ColdRead(log: BenchOptions['log'], sizeMiB: number, concurrency
     // Every pass stops starting new reads after PASS_MS, so a loaded machine cannot stretch the suite past its budget;
     // rates are bytes read / elapsed time over the same population of ~1 MiB objects.
     const PASS_MS = 12_000;
-    const raw = async (conc: number): Promise<number> => {
-      const t = performance.now();
-      let next = 0;
-      let bytes = 0;
-      await Promise.all(
-        Array.from({ length: conc }, async () => {
-          while (next < refs.length && performance.now() - t < PASS_MS) {
-            const r = refs[next++]!;
-            bytes += (await remote.get(remoteKey(r.id))).length;
-          }
-        }),
-      );
-      return bytes / MiB / ((performance.now() - t) / 1000);
-    };
-    const cached = async (): Promise<number> => {
+    const raw = (conc: number): Promise<Pass> =>
+      measurePass(async () => {
+        const t = performance.now();
+        let next = 0;
+        let bytes = 0;
+        await Promise.all(
+          Array.from({ length: conc }, async () => {
+            while (next < refs.length && performance.now() - t < PASS_MS) {
+              const r = refs[next++]!;
+              bytes += (await remote.get(remoteKey(r.id))).length;
+            }
+          }),
+        );
+        return bytes;
+      });
+    const cached = async (): Promise<Pass> => {
       const r = await mk();
-      const t = performance.now();
-      let bytes = 0;
-      for (let i = 0; i < refs.length && performance.now() - t < PASS_MS; i++) {
-        r.s.prefetch(refs.slice(i + 1, i + 1 + concurrency));
-        bytes += (await r.s.get(refs[i]!)).length;
-      }
-      const rate = bytes / MiB / ((performance.now() - t) / 1000);
+      const pass = await measurePass(async () => {
+        const t = performance.now();
+        let bytes = 0;
+        for (let i = 0; i < refs.length && performance.now() - t < PASS_MS; i++) {
+          r.s.prefetch(refs.slice(i + 1, i + 1 + concurrency));
+          bytes += (await r.s.get(refs[i]!)).length;
+        }
+        return bytes;
+      });
       await r.s.close();
       r.db.close();
-      return rate;
+      return pass;
     };
     const rawSame: number[] = [];
     const rawOne: number[] = [];
     const cachedRates: number[] = [];
     for (let i = 0; i < 3; i++) {
-      rawSame.push(await raw(concurrency));
-      rawOne.push(await raw(1));
-      cachedRates.push(await cached());
+      const same = await raw(concurrency);
+      const one = await raw(1);
+      const c = await cached();
+      rawSame.push(same.rate);
+      rawOne.push(one.rate);
+      cachedRates.push(c.rate);
       log(
-        `s3 round ${i + 1}: raw GETs ×${concurrency} ${rawSame[i]!.toFixed(0)} MiB/s, ×1 ${rawOne[i]!.toFixed(0)} MiB/s, ` +
-          `through cache ${cachedRates[i]!.toFixed(0)} MiB/s`,
+        `s3 round ${i + 1}: raw GETs ×${concurrency} ${fmtPass(same)}, ×1 ${fmtPass(one)}, through cache ${fmtPass(c)}`,
       );
     }
     const rawSameBest = Math.max(...rawSame);

@@ -9,7 +9,7 @@ import {
   inflateRawSync,
 } from 'node:zlib';
 import { ArborError, ChunkCorruptError, Errno, InvalidInputError } from '../errors.js';
-import { GCM_NONCE, GCM_TAG, gcmOpen, gcmSealInto } from './gcm.js';
+import { GCM_NONCE, GCM_TAG, gcmOpen, gcmOpenInto, gcmSealInto } from './gcm.js';
 import {
   type ChunkIdAlgorithm,
   DEFAULT_CHUNK_ID,
@@ -174,21 +174,25 @@ export class FsCrypto {
   /**
    * Decrypt and verify a sealed chunk: GCM tag, then the recomputed keyed id (and the expected size when given).
    * Any mismatch is a ChunkCorruptError; wrong bytes are never returned.
+   *
+   * `inPlace`: decrypt into `sealed`'s own ciphertext bytes and return a view of them, instead of allocating the
+   * plaintext (a MiB per chunk: allocation, page faults and the garbage collections external memory triggers).
+   * Only for a buffer nobody else reads any more — it is destroyed either way (garbage when the tag fails).
    */
-  openChunk(id: string, sealed: Uint8Array, expectedSize?: number): Uint8Array {
+  openChunk(id: string, sealed: Uint8Array, expectedSize?: number, inPlace = false): Uint8Array {
     if (sealed.length < SEAL_OVERHEAD) throw new ChunkCorruptError(id, 'truncated object');
     const h = sealed[0]!;
     if (h >> 4 !== SEAL_VERSION) throw new ChunkCorruptError(id, `unknown format version ${h >> 4}`);
     const code = h & 0x0f;
     if (code > 2) throw new ChunkCorruptError(id, `unknown compression code ${code}`);
     const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
-    const payload = gcmOpen(
-      this.perChunkKey(id),
-      buf.subarray(1, 1 + NONCE),
-      buf.subarray(0, 1),
-      buf.subarray(1 + NONCE),
-    );
-    if (payload === undefined) throw new ChunkCorruptError(id, 'authentication failed');
+    const body = buf.subarray(1 + NONCE);
+    const payload = inPlace
+      ? body.subarray(0, body.length - GCM_TAG)
+      : Buffer.allocUnsafe(body.length - GCM_TAG);
+    // Header (AAD) and nonce precede the ciphertext, so an in-place open never overwrites them.
+    if (!gcmOpenInto(this.perChunkKey(id), buf.subarray(1, 1 + NONCE), buf.subarray(0, 1), body, payload))
+      throw new ChunkCorruptError(id, 'authentication failed');
     let plain: Uint8Array = payload;
     if (code !== 0) {
       try {

@@ -53,6 +53,36 @@ export function gcmSealInto(
 }
 
 /**
+ * Decrypt `sealed` = ciphertext ‖ tag into `out` (exactly the plaintext's size); false when the tag does not
+ * verify. `out` may be the ciphertext's own bytes (`sealed.subarray(0, sealed.length - 16)`): both OpenSSL and the
+ * piecewise node:crypto path write each byte only after reading it. Then a failed tag leaves garbage there, which
+ * the caller must drop.
+ */
+export function gcmOpenInto(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  sealed: Uint8Array,
+  out: Uint8Array,
+  impl: 'native' | 'node' = gcmImplementation,
+): boolean {
+  if (sealed.length < GCM_TAG || out.length !== sealed.length - GCM_TAG) return false;
+  if (impl === 'native' && accel) return accel.gcm(false, key, nonce, aad, sealed, out);
+  const ct = sealed.subarray(0, sealed.length - GCM_TAG);
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, nonce);
+    d.setAAD(aad);
+    // Copied first: an in-place `out` overwrites the ciphertext but never the tag behind it, yet keep it exact.
+    d.setAuthTag(Buffer.from(sealed.subarray(sealed.length - GCM_TAG)));
+    updateInto(d, ct, out, 0);
+    d.final(); // throws when the tag does not verify
+  } catch {
+    return false;
+  }
+  return true;
+}
+
+/**
  * Decrypt `sealed` = ciphertext ‖ tag into a new buffer of exactly the plaintext's size; undefined when the tag
  * does not verify (the caller maps that to its own corruption error).
  */
@@ -65,16 +95,5 @@ export function gcmOpen(
 ): Buffer | undefined {
   if (sealed.length < GCM_TAG) return undefined;
   const out = Buffer.allocUnsafe(sealed.length - GCM_TAG);
-  if (impl === 'native' && accel) return accel.gcm(false, key, nonce, aad, sealed, out) ? out : undefined;
-  const ct = sealed.subarray(0, sealed.length - GCM_TAG);
-  try {
-    const d = createDecipheriv('aes-256-gcm', key, nonce);
-    d.setAAD(aad);
-    d.setAuthTag(sealed.subarray(sealed.length - GCM_TAG));
-    updateInto(d, ct, out, 0);
-    d.final(); // throws when the tag does not verify
-  } catch {
-    return undefined;
-  }
-  return out;
+  return gcmOpenInto(key, nonce, aad, sealed, out, impl) ? out : undefined;
 }

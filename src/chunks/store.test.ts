@@ -268,19 +268,26 @@ test('restart reconciliation: missing or corrupt cached chunks are refetched, or
   await s2.close();
 });
 
-test('concurrent readers of one chunk share one fetch; prefetch warms the cache', async () => {
+/** `n` random chunks put and uploaded by a writer that is then closed: a remote for another replica to read. */
+async function uploaded(
+  n: number,
+): Promise<{ remote: MemoryRemote; secret: Uint8Array; refs: ChunkRef[]; datas: Uint8Array[] }> {
   const remote = new MemoryRemote();
   const secret = randomBytes(32);
-  const w = await env(remote, secret);
-  const writer = await w.open();
+  const writer = await (await env(remote, secret)).open();
   const refs: ChunkRef[] = [];
   const datas: Uint8Array[] = [];
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < n; i++) {
     datas.push(chunk(3000));
     refs.push(await writer.put(datas[i]!));
   }
   await writer.flushUploads();
   await writer.close();
+  return { remote, secret, refs, datas };
+}
+
+test('concurrent readers of one chunk share one fetch; prefetch warms the cache', async () => {
+  const { remote, secret, refs, datas } = await uploaded(4);
   const r = await env(remote, secret); // another replica: empty cache, same remote and secret
   const reader = await r.open();
   remote.delayMs = 20;
@@ -292,6 +299,34 @@ test('concurrent readers of one chunk share one fetch; prefetch warms the cache'
   reader.prefetch(refs.slice(1)); // duplicate hints are merged
   for (let i = 1; i < 4; i++) same(await reader.get(refs[i]!), datas[i]!);
   assert.equal(remote.calls.get - before, 4, 'one GET per chunk, prefetched or not');
+  await reader.close();
+});
+
+test('readahead hands its fetched bytes to the first reader (decrypted in place): no GET, no cache file read; corrupt → refetch, then EIO', async () => {
+  const { remote, secret, refs, datas } = await uploaded(6);
+  remote.corrupt(remoteKey(refs[5]!.id), 100);
+  const r = await env(remote, secret);
+  const reader = await r.open({ fetchConcurrency: 2 });
+  reader.prefetch(refs);
+  for (let t = 0; reader.stats().residentChunks < 6; t++) {
+    assert.ok(t < 1000, 'the readahead lands');
+    await new Promise((res) => setTimeout(res, 2));
+  }
+  const before = remote.calls.get;
+  // Cache files gone behind the store's back: only the held bytes can answer these without a GET.
+  for (let i = 1; i < 5; i++) await unlink(join(r.dir, 'cache', refs[i]!.id.slice(0, 2), refs[i]!.id));
+  for (let i = 1; i < 5; i++) same(await reader.get(refs[i]!), datas[i]!);
+  // Two readers at once: one takes the held bytes, the other reads the cache file; both get the right bytes.
+  const [a, b] = await Promise.all([reader.get(refs[0]!), reader.get(refs[0]!)]);
+  same(a, datas[0]!);
+  same(b, datas[0]!);
+  assert.equal(remote.calls.get - before, 0, 'no GET: the readahead had them all');
+  // Held bytes are given out once: a second read of a chunk whose file is gone refetches it.
+  same(await reader.get(refs[1]!), datas[1]!);
+  assert.equal(remote.calls.get - before, 1);
+  await assert.rejects(reader.get(refs[5]!), ChunkCorruptError);
+  assert.equal(remote.calls.get - before, 2, 'the corrupt chunk was refetched once before failing');
+  assert.ok(r.logs.some((l) => l.includes(refs[5]!.id) && l.includes('corrupt')));
   await reader.close();
 });
 
@@ -534,10 +569,20 @@ test('worker puts never take the cache past its limit: room is reserved before t
   e.remote.delayMs = 5;
   const data = Array.from({ length: 24 }, (_, i) => chunk(100_000 + i * 6000));
   let maxDisk = 0;
+  // Files come and go while the worker writes and uploads evict: a name listed may be gone (or renamed) at its stat.
+  const liveDiskBytes = (): number => {
+    for (;;) {
+      try {
+        return diskBytes(e.dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  };
   const refs = await Promise.all(
     data.map(async (d) => {
       const r = await s.put(d);
-      maxDisk = Math.max(maxDisk, diskBytes(e.dir));
+      maxDisk = Math.max(maxDisk, liveDiskBytes());
       return r;
     }),
   );

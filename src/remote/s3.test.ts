@@ -4,7 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { remoteContract, mapLimit } from './contract.js';
 import { checkReachable } from './index.js';
-import { S3Remote } from './s3.js';
+import { Readable } from 'node:stream';
+import { RemoteUnavailableError } from '../errors.js';
+import { S3Remote, readBody } from './s3.js';
 import { inCI, serverEnv } from './test-env.js';
 import { parseRemoteUrl, type S3Location } from './url.js';
 
@@ -22,6 +24,33 @@ export function freshS3(url: string): S3Remote {
   };
   return remote;
 }
+
+describe('S3 GET bodies (no server)', () => {
+  const pieces = (...sizes: number[]): Buffer[] => sizes.map((n, i) => Buffer.alloc(n, i + 1));
+  it('are copied into one buffer of the Content-Length, or concatenated without one', async () => {
+    const want = Buffer.concat(pieces(70_000, 65_536, 3));
+    for (const len of [want.length, undefined]) {
+      const got = await readBody(Readable.from(pieces(70_000, 65_536, 3)), len);
+      assert.equal(
+        Object.getPrototypeOf(got),
+        Uint8Array.prototype,
+        'a plain Uint8Array, as the contract says',
+      );
+      assert.equal(Buffer.compare(got, want), 0);
+    }
+    assert.equal((await readBody(Readable.from([]), 0)).length, 0);
+  });
+  it('longer or shorter than the Content-Length is a retryable transport error, never short or padded bytes', async () => {
+    for (const len of [100, 200]) {
+      await assert.rejects(readBody(Readable.from(pieces(150)), len), RemoteUnavailableError);
+    }
+    const broken = new Readable({ read() {} });
+    const p = readBody(broken, 10);
+    broken.push(Buffer.alloc(5));
+    broken.destroy(new Error('socket hang up'));
+    await assert.rejects(p, /socket hang up/);
+  });
+});
 
 if ('missing' in cfg) {
   describe('S3 remote (Ceph RGW)', () => {
