@@ -104,6 +104,8 @@ export class FileContent {
   private putBytes = 0;
   /** A streaming writer's tail buffers (shared with the sealing worker, reused). */
   private readonly tails = new TailBuffers();
+  /** A cut of the streaming tail is queued (see scheduleCut). */
+  private cutScheduled = false;
 
   constructor(
     private readonly store: ChunkStore,
@@ -180,6 +182,9 @@ export class FileContent {
   async write(offset: number, data: Uint8Array): Promise<number> {
     if (data.length === 0) return 0;
     this.changed = true;
+    // Writes that arrived together (several queued requests) can come before a scheduled cut: cut now, or the tail
+    // would outgrow its buffer and streaming would stop until the next rechunk.
+    if (this.cutScheduled) this.cutStreamingTail();
     const last = this.segs[this.segs.length - 1];
     const growLimit = this.store.chunking.maxSize * 2 + 1024 * 1024;
     if (
@@ -212,7 +217,7 @@ export class FileContent {
     }
     this._size = Math.max(this._size, offset + data.length);
     this._dirty += data.length;
-    this.cutStreamingTail();
+    this.scheduleCut();
     while (this.putBytes > PUT_AHEAD_LIMIT) await this.puts[0];
     if (this._dirty > this.dirtyLimit) await this.rechunk();
     return data.length;
@@ -241,6 +246,22 @@ export class FileContent {
     this._dirty = 0;
     this.tails.clear();
     return refs;
+  }
+
+  /**
+   * Cut the streaming tail soon, but after this write has been answered: the chunker's scan of the new bytes then
+   * runs while the writer (a separate process, on the other core) copies its next buffer into the kernel, instead
+   * of before its reply. Locked like any other operation, so it sees a settled content.
+   */
+  private scheduleCut(): void {
+    if (this.cutScheduled) return;
+    const last = this.segs[this.segs.length - 1];
+    if (last?.k !== 'm' || last.len < this.store.chunking.maxSize * 2) return;
+    this.cutScheduled = true;
+    setImmediate(() => {
+      this.cutScheduled = false;
+      void this.lock(async () => this.cutStreamingTail());
+    });
   }
 
   /**
