@@ -103,11 +103,14 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
     }
   };
 
-  const runOnce = async (checkpoint = false): Promise<SyncReport> => {
-    // Pushes wait for the chunks their ops name (Replicator.pushNow); the background loop does not also wait for
-    // every other dirty chunk: that forced uploads to run alongside a writer still streaming a file (src/chunks
-    // store: uploads yield to streaming writers) and stalled other files' pushes behind a big one.
-    const report = await replicator.sync({ checkpoint, flushUploads: false });
+  /**
+   * `flushUploads`: an explicit sync (`arbor sync` through the mount) waits for every dirty chunk, so that nothing is
+   * pending after it. The background cycles do not: their pushes wait only for the chunks their ops name
+   * (Replicator.pushNow); waiting for every dirty chunk forced uploads to run alongside a writer still streaming a
+   * file (uploads yield to streaming writers, src/chunks/store.ts) and stalled other files' pushes behind a big one.
+   */
+  const runOnce = async (checkpoint: boolean, flushUploads: boolean): Promise<SyncReport> => {
+    const report = await replicator.sync({ checkpoint, flushUploads });
     if (report.pushedBatches + report.pulledBatches > 0) lastActivity = Date.now();
     if (report.change.nodes.length > 0 || report.change.dirs.length > 0) opts.onChanges?.(report.change);
     return report;
@@ -140,7 +143,7 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
         return;
       }
       try {
-        await runOnce();
+        await runOnce(false, false);
         await maybeTruncate();
         if (reachable === false) opts.log?.('remote reachable again; caught up');
         reachable = true;
@@ -192,7 +195,7 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
     : undefined;
 
   const syncNow = (o: { checkpoint?: boolean } = {}): Promise<SyncReport> => {
-    const p = cycle.then(() => runOnce(o.checkpoint === true));
+    const p = cycle.then(() => runOnce(o.checkpoint === true, true));
     cycle = p.then(
       () => {
         reachable = true;

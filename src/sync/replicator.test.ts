@@ -293,6 +293,46 @@ describe('replication through a dir remote', () => {
     }
   });
 
+  it('background cycles push without waiting for every dirty chunk; an explicit sync waits for all of them', async () => {
+    const { ws } = await family(2);
+    const [a, b] = ws as [Workspace, Workspace];
+    // A store whose "every upload" never finishes until released (a big file still being uploaded).
+    let flushes = 0;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const store: SyncContext['store'] = Object.create(a.store as object) as SyncContext['store'];
+    store.flushUploads = async () => {
+      flushes++;
+      await released;
+      await a.store.flushUploads?.();
+    };
+    const loop = await startSyncLoop({ ...a, store }, { intervalMs: 20, pushDelayMs: 5 });
+    const fb = new Arbor(b.tree);
+    const rb = new Replicator(b, { checkpointEvery: 0 });
+    try {
+      await new Arbor(a.tree).writeFile('/small', 'pushed while a flush would hang');
+      const t0 = Date.now();
+      while (!(await fb.exists('/small'))) {
+        if (Date.now() - t0 > 20_000) assert.fail('the background loop never pushed');
+        await rb.sync();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(flushes, 0, 'background cycles do not wait for every upload');
+      assert.equal(await fb.readFile('/small', 'utf8'), 'pushed while a flush would hang');
+      let done = false;
+      const explicit = loop.syncNow().then(() => (done = true));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(done, false, 'an explicit sync waits for every upload');
+      assert.equal(flushes, 1);
+      release();
+      await explicit;
+    } finally {
+      release();
+      await loop.stop();
+      await closeAll([a, b]);
+    }
+  });
+
   it('the background loop works offline, backs off, catches up, reports changes and answers on its socket', async () => {
     const { ws } = await family(2);
     const [a, b] = ws as [Workspace, Workspace];
