@@ -128,6 +128,8 @@ export const LK_FLOCK = 1;
 export const WRITE_CACHE = 1;
 export const WRITE_LOCKOWNER = 2;
 export const WRITE_KILL_SUIDGID = 4;
+/** fuse_open_in.open_flags: an O_TRUNC open by a process without CAP_FSETID (HANDLE_KILLPRIV_V2). */
+export const OPEN_KILL_SUIDGID = 1;
 export const READ_LOCKOWNER = 2;
 export const FSYNC_FDATASYNC = 1;
 

@@ -135,6 +135,8 @@ export interface ConnectionInfo {
 export interface WriteInfo {
   /** FUSE_WRITE_CACHE etc. */
   writeFlags: number;
+  /** The writer lacks CAP_FSETID (handlesKillpriv): drop setuid/setgid as Linux does on write. */
+  killSuidgid: boolean;
   /** The open(2) flags of the file description. */
   flags: number;
   lockOwner: LockOwner;
@@ -158,6 +160,12 @@ type R<T> = T | Promise<T>;
  * File names are decoded as UTF-8 (names that are not valid UTF-8 do not round-trip).
  */
 export interface LowLevelFileSystem {
+  /**
+   * The filesystem drops setuid/setgid (and file capabilities) itself on write, truncate and chown
+   * (FUSE_HANDLE_KILLPRIV_V2): WriteInfo.killSuidgid, SetattrChanges.killSuidgid and open's `killSuidgid` say when.
+   * Without it the kernel checks before every write with a GETXATTR of security.capability, one more round trip.
+   */
+  readonly handlesKillpriv?: boolean;
   /** INIT answered: the negotiated connection. */
   init?(conn: ConnectionInfo): R<void>;
   /** The kernel tears the connection down (only some kernels send DESTROY; `close` always follows). */
@@ -192,8 +200,11 @@ export interface LowLevelFileSystem {
   ): R<void>;
   link?(ctx: RequestContext, ino: NodeId, newParent: NodeId, newName: string): R<Entry>;
 
-  /** Missing → success with fh 0. With ATOMIC_O_TRUNC negotiated, O_TRUNC in `flags` must truncate here. */
-  open?(ctx: RequestContext, ino: NodeId, flags: number): R<Opened>;
+  /**
+   * Missing → success with fh 0. With ATOMIC_O_TRUNC negotiated, O_TRUNC in `flags` must truncate here.
+   * `killSuidgid`: an O_TRUNC open by a process without CAP_FSETID (handlesKillpriv): drop setuid/setgid too.
+   */
+  open?(ctx: RequestContext, ino: NodeId, flags: number, killSuidgid: boolean): R<Opened>;
   /** Missing → ENOSYS, and the kernel falls back to mknod + open. */
   create?(
     ctx: RequestContext,

@@ -5,10 +5,12 @@ import {
   FSYNC_FDATASYNC,
   GETATTR_FH,
   LK_FLOCK,
+  OPEN_KILL_SUIDGID,
   Opcode,
   RELEASE_FLOCK_UNLOCK,
   SetattrValid,
   Size,
+  WRITE_KILL_SUIDGID,
   type OpcodeName,
 } from './abi.js';
 import {
@@ -249,7 +251,8 @@ export const OPS: readonly OpSpec[] = [
   }),
   op('OPEN', Size.OPEN_IN, 0, (s, h, c, b) => {
     if (!s.fs.open) return openReply(h, undefined);
-    return then(s.fs.open(c, nodeOf(h), b.readUInt32LE(0)), (o) => openReply(h, o));
+    const killSuidgid = (b.readUInt32LE(4) & OPEN_KILL_SUIDGID) !== 0;
+    return then(s.fs.open(c, nodeOf(h), b.readUInt32LE(0), killSuidgid), (o) => openReply(h, o));
   }),
   op('CREATE', Size.CREATE_IN, 1, (s, h, c, b) => {
     const [name] = cstring(b, Size.CREATE_IN);
@@ -280,8 +283,10 @@ export const OPS: readonly OpSpec[] = [
     if (Size.WRITE_IN + size > b.length)
       throw Object.assign(new Error('short write'), { errno: Errno.EINVAL });
     const data = b.subarray(Size.WRITE_IN, Size.WRITE_IN + size);
+    const writeFlags = b.readUInt32LE(20);
     const info = {
-      writeFlags: b.readUInt32LE(20),
+      writeFlags,
+      killSuidgid: (writeFlags & WRITE_KILL_SUIDGID) !== 0,
       flags: b.readUInt32LE(32),
       lockOwner: b.readBigUInt64LE(24) as LockOwner,
       keep: (): Buffer => {

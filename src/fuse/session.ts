@@ -171,6 +171,7 @@ export class Session {
       InitFlag.ASYNC_DIO;
     if (this.opts.autoInvalData !== false) want |= InitFlag.AUTO_INVAL_DATA;
     if (this.fs.readdirplus) want |= InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO;
+    if (this.fs.handlesKillpriv) want |= InitFlag.HANDLE_KILLPRIV_V2;
     if (this.locks || this.fs.setlk) want |= InitFlag.POSIX_LOCKS | InitFlag.FLOCK_LOCKS;
     if (this.opts.writebackCache) want |= InitFlag.WRITEBACK_CACHE;
     if (this.opts.exportSupport) want |= InitFlag.EXPORT_SUPPORT;

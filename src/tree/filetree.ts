@@ -86,6 +86,11 @@ const XATTR_NAME_MAX = 255;
 /** The fixed id of `/lost+found`, where entries stranded in concurrently removed directories are moved. */
 export const LOST_FOUND: NodeId = 'lost+found';
 const XATTR_SIZE_MAX = 65536;
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o010;
+/** The register of the file-capabilities xattr (dropped with setuid, see dropPrivileges). */
+const CAPABILITY_XATTR = 'x:security.capability';
 const SYMLINK_MAX = 4095;
 const CONFLICT_SEP = '#';
 /** Register field prefix marking a version whose chunks GC deleted by retention (replicated like `dismiss:`). */
@@ -1280,6 +1285,25 @@ export class FileTree {
     fields.ctime = (changes.ctimeNs ?? t).toString();
     if (changes.size === undefined) this.commit([this.set(id, fields)]);
     return this.getattr(id);
+  }
+
+  /**
+   * What Linux does to a regular file written or truncated by a process without CAP_FSETID, or chowned: setuid goes,
+   * setgid goes when the file is group-executable (without g+x it marks mandatory locking and stays), and so do
+   * file capabilities (security.capability). Nothing is committed when there is nothing to drop.
+   */
+  dropPrivileges(id: NodeId): void {
+    if (this.isVirtual(id)) return;
+    const a = this.getattr(id);
+    if (a.kind !== 'file') return;
+    const fields: Record<string, RegisterValue> = {};
+    let kill = a.mode & S_ISUID;
+    if ((a.mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP)) kill |= S_ISGID;
+    if (kill !== 0) fields.mode = a.mode & 0o7777 & ~kill;
+    if (typeof this.reg(id, CAPABILITY_XATTR) === 'string') fields[CAPABILITY_XATTR] = null;
+    if (Object.keys(fields).length === 0) return;
+    fields.ctime = this.now().toString();
+    this.commit([this.set(id, fields)]);
   }
 
   private checkXattrName(name: string): void {

@@ -28,6 +28,7 @@ const O_DIRECT = 0o40000;
 
 const winfo = (): WriteInfo => ({
   writeFlags: 0,
+  killSuidgid: false,
   flags: O_RDWR,
   lockOwner: 0n as LockOwner,
   keep: () => {

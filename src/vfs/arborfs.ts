@@ -29,7 +29,6 @@ const O_EXCL = 0o200;
 const O_TRUNC = 0o1000;
 const O_APPEND = 0o2000;
 const O_DIRECT = 0o40000;
-const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
@@ -113,6 +112,8 @@ function compareVersionIds(a: string, b: string): number {
 }
 
 export class ArborFs implements LowLevelFileSystem {
+  /** Setuid/setgid are dropped here (FileTree.dropPrivileges), saving the kernel's GETXATTR before every write. */
+  readonly handlesKillpriv = true;
   readonly inodes = new InodeTable(ROOT);
   readonly #tree: FileTree;
   readonly #opts: ArborFsOptions;
@@ -256,10 +257,8 @@ export class ArborFs implements LowLevelFileSystem {
     }
     if (c.atimeNs !== undefined) ch.atimeNs = c.atimeNs === 'now' ? this.#now() : c.atimeNs;
     if (c.mtimeNs !== undefined) ch.mtimeNs = c.mtimeNs === 'now' ? this.#now() : c.mtimeNs;
-    if (c.killSuidgid && ch.mode === undefined) {
-      const mode = this.#tree.getattr(node).mode;
-      if (mode & (S_ISUID | S_ISGID)) ch.mode = mode & 0o7777 & ~(S_ISUID | S_ISGID);
-    }
+    // A truncate by a process without CAP_FSETID, or a chown (HANDLE_KILLPRIV_V2): unless this call sets the mode.
+    if (c.killSuidgid && ch.mode === undefined) this.#tree.dropPrivileges(node);
     const fh = c.fh !== undefined && this.#handles.has(Number(c.fh)) ? Number(c.fh) : undefined;
     return this.#fuseAttr(await this.#tree.setattr(node, ch, fh), ino);
   }
@@ -325,11 +324,12 @@ export class ArborFs implements LowLevelFileSystem {
 
   // ---------------------------------------------------------------- files
 
-  async open(_ctx: RequestContext, ino: Ino, flags: number): Promise<Opened> {
+  async open(_ctx: RequestContext, ino: Ino, flags: number, killSuidgid = false): Promise<Opened> {
     const node = this.#node(ino);
     const f = this.#openFlags(flags);
     if (f.write || f.truncate) this.#writable();
     const fh = await this.#tree.openNode(node, f);
+    if (killSuidgid && f.truncate) this.#tree.dropPrivileges(node);
     this.#track(fh, ino, node);
     return { fh: BigInt(fh), flags: this.#openOut(flags) };
   }
@@ -431,11 +431,12 @@ export class ArborFs implements LowLevelFileSystem {
     fh: FileHandle,
     offset: number,
     data: Buffer,
-    _info: WriteInfo,
+    info: WriteInfo,
   ): Promise<number> {
     this.#writable();
-    this.#handle(fh);
+    const h = this.#handle(fh);
     this.#checkSize(offset + data.length);
+    if (info.killSuidgid) this.#tree.dropPrivileges(h.node);
     return this.#tree.write(Number(fh), offset, data);
   }
 

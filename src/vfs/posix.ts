@@ -265,6 +265,34 @@ export const posixSuite: Record<string, PosixTest> = {
     assert.equal(out.trim(), '2020-01-02 03:04:05.123456789 +0000|2019-05-06 07:08:09.500000000 +0000');
   },
 
+  async setuidBitsDropOnWriteTruncateChown(d) {
+    // Linux's rules, whoever enforces them (the kernel here, the filesystem under FUSE_HANDLE_KILLPRIV_V2): a write or
+    // truncate by a process without CAP_FSETID drops setuid, and setgid when group-executable (without g+x setgid
+    // marks mandatory locking and stays); a chown drops them for anyone, root included; a root write keeps them.
+    const noFsetid = 'setpriv --bounding-set -fsetid --inh-caps -fsetid';
+    const modeOf = async (f: string): Promise<number> => (await fs.stat(path.join(d, f))).mode & 0o7777;
+    const make = async (f: string, mode: number): Promise<void> => {
+      await fs.writeFile(path.join(d, f), 'x');
+      await fs.chmod(path.join(d, f), mode);
+    };
+    await make('u', 0o4755);
+    await make('gx', 0o2755);
+    await make('g', 0o2745);
+    await make('root', 0o6755);
+    await make('t', 0o4755);
+    await make('c', 0o6755);
+    await ok(`${noFsetid} sh -c 'printf y >> u; printf y >> gx; printf y >> g; truncate -s 0 t'`, { cwd: d });
+    await fs.appendFile(path.join(d, 'root'), 'y');
+    await fs.chown(path.join(d, 'c'), 0, 0);
+    assert.equal(await modeOf('u'), 0o755, 'setuid dropped by a write');
+    assert.equal(await modeOf('gx'), 0o755, 'setgid (with g+x) dropped by a write');
+    assert.equal(await modeOf('g'), 0o2745, 'setgid without g+x kept');
+    assert.equal(await modeOf('t'), 0o755, 'setuid dropped by a truncate');
+    assert.equal(await modeOf('root'), 0o6755, 'kept when the writer has CAP_FSETID');
+    assert.equal(await modeOf('c'), 0o755, 'dropped by chown');
+    assert.equal(await fs.readFile(path.join(d, 'u'), 'utf8'), 'xy');
+  },
+
   async timesMoveOnChange(d) {
     const p = path.join(d, 'f');
     await fs.writeFile(p, 'x');
