@@ -240,7 +240,9 @@ function cpuMs(): { node: number; rgw: number } {
   for (const pid of (process.env.ARBOR_TEST_RGW_PIDS ?? '').split(/\s+/).filter(Boolean)) {
     try {
       // Fields after the parenthesized command name: utime and stime are the 12th and 13th (clock ticks, 100 Hz).
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
+        .replace(/^.*\) /, '')
+        .split(' ');
       rgw += (Number(f[11]) + Number(f[12])) * 10;
     } catch {
       // gone or not ours to read: counted as 0
@@ -365,7 +367,10 @@ async function s3ColdRead(log: BenchOptions['log'], sizeMiB: number, concurrency
           Array.from({ length: conc }, async () => {
             while (next < refs.length && performance.now() - t < PASS_MS) {
               const r = refs[next++]!;
-              bytes += (await remote.get(remoteKey(r.id))).length;
+              // Not `bytes += (await …).length`: that reads `bytes` before the await, so with several readers in
+              // flight each one overwrote the others' counts and ×N passes reported a fraction of what they read.
+              const got = (await remote.get(remoteKey(r.id))).length;
+              bytes += got;
             }
           }),
         );
