@@ -1,6 +1,7 @@
 // Tests for CachedChunkStore: bound, eviction, back-pressure, restart reconciliation, shared fetches, pins, faults.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
@@ -592,3 +593,34 @@ test('worker puts never take the cache past its limit: room is reserved before t
   for (let i = 0; i < data.length; i++) same(await s.get(refs[i]!), data[i]!);
   await s.close();
 });
+
+test(
+  'a full cache disk: a worker put fails with ENOSPC, nothing half-stored is indexed, and puts work again once there is room',
+  { skip: process.getuid?.() === 0 ? false : 'needs root (mounts a small tmpfs as the cache directory)' },
+  async () => {
+    const e = await env();
+    const cache = join(e.dir, 'cache');
+    await mkdir(cache);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'arbor-test-full', cache]);
+    try {
+      const big = { minSize: 64 * 1024, avgSize: 128 * 1024, maxSize: 256 * 1024 };
+      const s = await e.open({ chunking: big, cacheLimitBytes: 8 << 20, sealThreads: 1 });
+      const data = Array.from({ length: 8 }, (_, i) => chunk(200_000 + i));
+      const results: (ChunkRef | unknown)[] = [];
+      for (const d of data) results.push(await s.put(d).catch((err: unknown) => err));
+      const failed = results.filter((r) => r instanceof Error);
+      assert.ok(failed.length > 0, 'a 1 MiB disk cannot hold 1.6 MB of chunks');
+      for (const err of failed) assert.ok(err instanceof FsError && err.code === 'ENOSPC', String(err));
+      const stored = results.flatMap((r, i) => (r instanceof Error ? [] : [[r as ChunkRef, i] as const]));
+      assert.equal(s.stats().residentChunks, stored.length);
+      for (const [ref, i] of stored) same(await s.get(ref), data[i]!);
+      execFileSync('mount', ['-o', 'remount,size=8m', cache]);
+      const i = results.findIndex((r) => r instanceof Error);
+      same(await s.get(await s.put(data[i]!)), data[i]!);
+      await s.flushUploads();
+      await s.close();
+    } finally {
+      execFileSync('umount', ['-l', cache]);
+    }
+  },
+);
