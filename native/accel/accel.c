@@ -43,14 +43,20 @@ static napi_value make_bool(napi_env env, bool b) {
  * (src.length - 16); returns false when the tag does not verify (out then holds unauthenticated bytes the caller
  * must discard).
  */
-static napi_value Gcm(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+/* Fetch exactly `n` arguments into argv; false (a TypeError thrown naming `usage`) when fewer were passed. */
+static bool args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage) {
+  size_t argc = n;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 6) {
-    napi_throw_type_error(env, NULL, "gcm(encrypt, key, nonce, aad, src, out)");
-    return NULL;
+  if (argc < n) {
+    napi_throw_type_error(env, NULL, usage);
+    return false;
   }
+  return true;
+}
+
+static napi_value Gcm(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!args(env, info, 6, argv, "gcm(encrypt, key, nonce, aad, src, out)")) return NULL;
   bool enc;
   if (napi_get_value_bool(env, argv[0], &enc) != napi_ok) {
     napi_throw_type_error(env, NULL, "gcm: encrypt must be a boolean");
@@ -171,13 +177,8 @@ static int64_t scan(const uint8_t *d, size_t origin, size_t a, size_t b, uint32_
  * chunking). Exactly the JavaScript scanRange pair in src/chunks/chunker.ts.
  */
 static napi_value GearScan(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
   napi_value argv[7];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 7) {
-    napi_throw_type_error(env, NULL, "gearScan(data, from, mid, to, maskS, maskL, gear)");
-    return NULL;
-  }
+  if (!args(env, info, 7, argv, "gearScan(data, from, mid, to, maskS, maskL, gear)")) return NULL;
   size_t len, gl;
   const uint8_t *d = bytes_of(env, argv[0], &len);
   if (!d) return NULL;
@@ -212,6 +213,31 @@ static napi_value GearScan(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * copy(dst, dstOffset, src) -> undefined: memcpy of all of src into dst at dstOffset.
+ * V8 copies into and out of SharedArrayBuffer memory with a relaxed-atomic word loop (no vector or `rep movsb`
+ * stores), since another thread may be reading it: perf showed that copy, of every WRITE's payload into a file's
+ * shared tail buffer, as a fifth of a sequential writer's daemon CPU. The caller guarantees no other thread touches
+ * the destination range meanwhile (a tail buffer's free end), so a plain memcpy is correct.
+ */
+static napi_value Copy(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!args(env, info, 3, argv, "copy(dst, dstOffset, src)")) return NULL;
+  size_t dl, sl;
+  uint8_t *d = (uint8_t *)bytes_of(env, argv[0], &dl);
+  if (!d) return NULL;
+  const uint8_t *s = bytes_of(env, argv[2], &sl);
+  if (!s) return NULL;
+  double off_d;
+  if (napi_get_value_double(env, argv[1], &off_d) != napi_ok || !(off_d >= 0) || off_d > (double)dl ||
+      (double)sl > (double)dl - off_d || off_d != (double)(size_t)off_d) {
+    napi_throw_range_error(env, NULL, "copy: source does not fit at that offset");
+    return NULL;
+  }
+  if (sl > 0) memmove(d + (size_t)off_d, s, sl);
+  return NULL;
+}
+
+/*
  * tuneMalloc(mmapThreshold, trimThreshold) -> boolean (false when not glibc).
  * Every sealed chunk is a fresh 0.25-4 MiB buffer. With glibc's defaults those are mmapped, or carved from heap
  * that was just trimmed back to the kernel, so each one is page-faulted in anew: measured, that doubles the cost
@@ -241,6 +267,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "gcm", f);
   napi_create_function(env, "gearScan", NAPI_AUTO_LENGTH, GearScan, NULL, &f);
   napi_set_named_property(env, exports, "gearScan", f);
+  napi_create_function(env, "copy", NAPI_AUTO_LENGTH, Copy, NULL, &f);
+  napi_set_named_property(env, exports, "copy", f);
   napi_create_function(env, "tuneMalloc", NAPI_AUTO_LENGTH, TuneMalloc, NULL, &f);
   napi_set_named_property(env, exports, "tuneMalloc", f);
   return exports;

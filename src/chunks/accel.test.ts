@@ -109,6 +109,26 @@ test('native and node AES-256-GCM give the same bytes and open each other', { sk
   );
 });
 
+test(
+  'native copy into shared memory: exact bytes at the offset, neighbours untouched, out of range refused',
+  { skip },
+  () => {
+    const a = accel!;
+    const dst = Buffer.from(new SharedArrayBuffer(3 << 20)).fill(0xee);
+    const src = Buffer.from(Array.from({ length: (1 << 20) + 7 }, (_, i) => (i * 131) & 0xff));
+    a.copy(dst, 12345, src);
+    assert.equal(Buffer.compare(dst.subarray(12345, 12345 + src.length), src), 0);
+    assert.equal(dst[12344], 0xee);
+    assert.equal(dst[12345 + src.length], 0xee);
+    a.copy(dst.subarray(100, 200), 0, src.subarray(0, 100)); // a view: offsets are relative to it
+    assert.equal(Buffer.compare(dst.subarray(100, 200), src.subarray(0, 100)), 0);
+    a.copy(dst, dst.length, new Uint8Array(0));
+    assert.throws(() => a.copy(dst, dst.length - 10, src), RangeError);
+    assert.throws(() => a.copy(dst, -1, src.subarray(0, 1)), RangeError);
+    assert.throws(() => a.copy(dst, 1.5, src.subarray(0, 1)), RangeError);
+  },
+);
+
 test('CI builds native/accel (a silent JS fallback would halve the pipeline unnoticed)', (t) => {
   if (process.env.CI !== 'true' || process.env.ARBOR_NO_NATIVE === '1')
     return t.skip('only checked under CI=true');

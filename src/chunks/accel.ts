@@ -32,6 +32,11 @@ export interface Accel {
     maskL: number,
     gear: Int32Array,
   ): number;
+  /**
+   * memcpy of all of `src` into `dst` at `dstOffset` (RangeError if it does not fit). For shared memory, where V8's
+   * own copy is a slow relaxed-atomic loop; the caller guarantees no other thread uses that range meanwhile.
+   */
+  copy(dst: Uint8Array, dstOffset: number, src: Uint8Array): void;
   /** glibc mallopt(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD); false elsewhere. */
   tuneMalloc(mmapThreshold: number, trimThreshold: number): boolean;
 }
@@ -58,6 +63,7 @@ function load(): Accel | undefined {
       if (
         typeof m.gcm === 'function' &&
         typeof m.gearScan === 'function' &&
+        typeof m.copy === 'function' &&
         typeof m.tuneMalloc === 'function'
       ) {
         m.tuneMalloc(MMAP_THRESHOLD, MALLOC_RETAINED_BYTES);
