@@ -118,6 +118,47 @@ describe('StateDb group commit', () => {
     db.close();
   });
 
+  it('setRegsLater: one queued write per node and group, holding its registers when the group runs', async () => {
+    const path = join(await newDir('arbor-statedb-'), 'state.sqlite3');
+    const regs = new Map<string, string>();
+    const db = new StateDb(path, { groupCommitMs: 60_000, regsOf: (id) => regs.get(id) ?? null });
+    for (let i = 1; i <= 3; i++) {
+      regs.set('dir', `d${i}`);
+      db.tx(() => {
+        db.kvSet(`op${i}`, '1');
+        db.setRegsLater('dir');
+      });
+    }
+    assert.equal(db.queued, 4); // three kv rows and one register write
+    assert.deepEqual(committed(path).nodes, {});
+    assert.equal(db.getRegs('dir'), 'd3'); // pending: flushed first, with the registers as of the last op
+    assert.deepEqual(committed(path).nodes, { dir: 'd3' });
+    // A tx that throws drops its own queued register write; one queued by an earlier tx stays.
+    regs.set('a', 'a1');
+    db.tx(() => db.setRegsLater('a'));
+    assert.throws(() =>
+      db.tx(() => {
+        regs.set('b', 'b1');
+        db.setRegsLater('b');
+        db.setRegsLater('a');
+        throw new Error('boom');
+      }),
+    );
+    regs.set('b', 'b2');
+    db.tx(() => db.setRegsLater('b')); // queued anew: the dropped one no longer counts
+    db.flush();
+    assert.deepEqual(committed(path).nodes, { dir: 'd3', a: 'a1', b: 'b2' });
+    // A purge between two register writes: the second one is written after the delete, not merged before it.
+    regs.set('p', 'p1');
+    db.tx(() => db.setRegsLater('p'));
+    db.tx(() => db.purgeNode('p'));
+    regs.set('p', 'p2');
+    db.tx(() => db.setRegsLater('p'));
+    db.flush();
+    assert.equal(committed(path).nodes.p, 'p2');
+    db.close();
+  });
+
   it('without groupCommitMs every tx commits at once', async () => {
     const path = join(await newDir('arbor-statedb-'), 'state.sqlite3');
     const db = new StateDb(path);

@@ -45,6 +45,11 @@ export interface StateDbOptions {
    * StateDb.flush), instead of one SQLite commit per `tx`. Off (undefined) by default; ignored with `durable`.
    */
   groupCommitMs?: number;
+  /**
+   * The current registers of a node, encoded (null: none), for `setRegsLater`: read when the queued write runs, so a
+   * node changed by many queued operations (a directory's times) is encoded and written once per group.
+   */
+  regsOf?: (id: string) => string | null;
 }
 
 /** Queued writes that force a flush at the end of the current `tx` (bounds the queue's memory under a burst). */
@@ -54,6 +59,8 @@ const MAX_QUEUED = 8192;
 interface Write {
   stmt: Statement<unknown[]>;
   args: unknown[];
+  /** A setRegsLater write: args is [id]; the value is asked of `regsOf` when it runs. */
+  later?: boolean;
 }
 
 /** WAL pages between automatic checkpoints (each one copies the WAL into the database and fsyncs both). */
@@ -89,6 +96,9 @@ export class StateDb {
   readonly #pendingNodes = new Set<string>();
   readonly #pendingVersions = new Set<string>();
   readonly #pendingPurged = new Set<string>();
+  /** Nodes with a queued setRegsLater write (a later call for one of them adds nothing). */
+  readonly #later = new Set<string>();
+  readonly #regsOf: ((id: string) => string | null) | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** Nesting of `tx` calls (only the outermost one is a unit). */
   #depth = 0;
@@ -100,7 +110,7 @@ export class StateDb {
     kvGet: Statement<[string]>;
     kvSet: Statement<[string, string]>;
     placeNode: Statement<[string, string, string]>;
-    setRegs: Statement<[string, string]>;
+    setRegs: Statement<[string, string | null]>;
     getNode: Statement<[string]>;
     getRegs: Statement<[string]>;
     allNodes: Statement<[]>;
@@ -128,6 +138,7 @@ export class StateDb {
   constructor(path: string, opts: StateDbOptions = {}) {
     this.#conn = new Database(path);
     this.#groupMs = opts.durable ? undefined : opts.groupCommitMs;
+    this.#regsOf = opts.regsOf;
     configureConnection(this.#conn, opts);
     this.#conn.pragma('foreign_keys = OFF');
     this.migrate();
@@ -223,7 +234,7 @@ export class StateDb {
         // Undo this operation's writes; the whole ones flushed before it are kept.
         this.#open = false;
         this.#conn.exec('ROLLBACK TO op; RELEASE op; COMMIT');
-      } else this.#queue.length = this.#mark;
+      } else this.#dropFrom(this.#mark);
       throw err;
     }
     this.#depth = 0;
@@ -246,6 +257,20 @@ export class StateDb {
     this.#queue.push({ stmt, args });
     if (pending !== undefined && key !== undefined) pending.add(key);
     this.#timer ??= setTimeout(() => this.#flushQuietly(), this.#groupMs).unref();
+  }
+
+  /** Drop queued writes from index `at` on (a `tx` that threw). */
+  #dropFrom(at: number): void {
+    const q = this.#queue;
+    for (let i = at; i < q.length; i++) if (q[i]!.later) this.#later.delete(q[i]!.args[0] as string);
+    q.length = at;
+  }
+
+  #run(w: Write): void {
+    if (w.later) {
+      const id = w.args[0] as string;
+      this.s.setRegs.run(id, this.#regsOf!(id));
+    } else w.stmt.run(...w.args);
   }
 
   #flushQuietly(): void {
@@ -273,10 +298,10 @@ export class StateDb {
       c.exec('BEGIN IMMEDIATE');
       try {
         const split = this.#depth > 0 ? this.#mark : q.length;
-        for (let i = 0; i < split; i++) q[i]!.stmt.run(...q[i]!.args);
+        for (let i = 0; i < split; i++) this.#run(q[i]!);
         if (this.#depth > 0) {
           c.exec('SAVEPOINT op');
-          for (let i = split; i < q.length; i++) q[i]!.stmt.run(...q[i]!.args);
+          for (let i = split; i < q.length; i++) this.#run(q[i]!);
         } else c.exec('COMMIT');
       } catch (err) {
         if (c.inTransaction) c.exec('ROLLBACK');
@@ -287,6 +312,7 @@ export class StateDb {
       throw err;
     }
     q.length = 0;
+    this.#later.clear();
     this.#pendingNodes.clear();
     this.#pendingVersions.clear();
     this.#pendingPurged.clear();
@@ -326,6 +352,22 @@ export class StateDb {
   }
   setRegs(id: string, regs: string): void {
     this.#write(this.s.setRegs, [id, regs], this.#pendingNodes, id);
+  }
+  /**
+   * Write the node's current registers (as `regsOf` encodes them) when the queue runs: one write per node and group,
+   * however many queued operations changed it. The group commits as one transaction, so it holds the registers as of
+   * its last operation — which is what the writes in order would have left. Without group commit it runs now.
+   */
+  setRegsLater(id: string): void {
+    if (this.#groupMs === undefined || this.#open) {
+      this.s.setRegs.run(id, this.#regsOf!(id));
+      return;
+    }
+    if (this.#later.has(id)) return;
+    this.#later.add(id);
+    this.#queue.push({ stmt: this.s.setRegs as Statement<unknown[]>, args: [id], later: true });
+    this.#pendingNodes.add(id);
+    this.#timer ??= setTimeout(() => this.#flushQuietly(), this.#groupMs).unref();
   }
   getNode(id: string): NodeRow | undefined {
     if (this.#pendingNodes.has(id)) this.flush();
@@ -406,6 +448,8 @@ export class StateDb {
   }
   /** Remove a node for good: its placement, registers and versions; remember it as purged. */
   purgeNode(id: string): void {
+    // A later register write of this node must come after the delete, not merge into one queued before it.
+    this.#later.delete(id);
     this.#write(this.s.deleteNode, [id], this.#pendingNodes, id);
     this.#write(this.s.deleteVersionsOf, [id], this.#pendingVersions, id);
     this.#write(this.s.purgedAdd, [id], this.#pendingPurged, id);

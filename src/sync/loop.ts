@@ -173,7 +173,7 @@ export async function startSyncLoop(ctx: SyncContext, opts: SyncLoopOptions = {}
 
   const unlisten = ctx.readOnly
     ? () => undefined
-    : ctx.tree.onChange((_change, local) => {
+    : ctx.tree.onCommit((local) => {
         // Local writes push soon, but never faster than the backoff allows while the remote is down.
         if (!local) return;
         lastActivity = Date.now();

@@ -125,6 +125,41 @@ export function encodeOps(ops: readonly TreeOp[], replica: ReplicaId): string {
   return JSON.stringify(ops.map((o) => toCompact(o, replica)));
 }
 
+/**
+ * The op as `decodeOps(encodeOps([op]))` gives it back, without the round trip through text: the same fields and
+ * nothing else (a chunk ref keeps only id and size), fresh objects (nothing shared with the caller's state). For
+ * local ops only: no validation.
+ */
+export function normalizeOp(op: TreeOp): TreeOp {
+  const ts = { counter: op.ts.counter, replica: op.ts.replica };
+  switch (op.type) {
+    case 'move': {
+      const m = op.meta;
+      const meta: TreeMeta = {
+        n: m.n,
+        k: m.k,
+        t: [ts.counter, ts.replica] as const,
+        ...(m.k === 'l' ? { i: m.i!, f: m.f! } : {}),
+      };
+      return { type: 'move', ts, parent: op.parent, child: op.child, meta };
+    }
+    case 'set':
+      return { type: 'set', ts, node: op.node, fields: { ...op.fields } };
+    case 'version': {
+      const v = op.version;
+      const version = {
+        id: `${ts.counter}.${ts.replica}`,
+        base: v.base,
+        size: v.size,
+        chunks: v.chunks.map((c) => ({ id: c.id, size: c.size })),
+        timeNs: v.timeNs,
+        replica: ts.replica,
+      };
+      return { type: 'version', ts, node: op.node, version };
+    }
+  }
+}
+
 export function decodeOps(text: string, replica: ReplicaId): TreeOp[] {
   const x = JSON.parse(text) as unknown;
   if (!Array.isArray(x)) throw bad('ops is not an array');

@@ -366,6 +366,43 @@ describe('FileTree operations', () => {
     }
   });
 
+  it('localOpsSince answers from memory exactly what reading the batches back from SQLite gives', async () => {
+    const t2 = tempDir();
+    try {
+      let a = await openArbor(t2.dir, { store, replica: 'M' });
+      await a.mkdir('/d');
+      await a.writeFile('/d/f', 'content');
+      await a.truncate('/d/f', 100_000); // a version with a trailing hole
+      await a.symlink('f', '/d/s');
+      await a.link('/d/f', '/d/g');
+      await a.rename('/d/g', '/h');
+      await a.chmod('/h', 0o600);
+      await a.setxattr('/h', 'user.k', 'v');
+      await a.unlink('/d/s');
+      await a.rm('/d', { recursive: true });
+      const mem = a.tree.localOpsSince(0);
+      assert.ok(mem.length >= 9);
+      assert.deepEqual(a.tree.localOpsSince(3), mem.slice(3));
+      await a.close();
+      a = await openArbor(t2.dir, { store, replica: 'M' });
+      const disk = a.tree.localOpsSince(0);
+      // The same objects and the same bytes on the remote (sync publishes JSON.stringify of them).
+      assert.deepEqual(mem, disk);
+      assert.equal(JSON.stringify(mem), JSON.stringify(disk));
+      // After a reopen the new batches come from memory, the older ones from SQLite; pruning drops both.
+      await a.mkdir('/e');
+      assert.deepEqual(a.tree.localOpsSince(0).slice(0, disk.length), disk);
+      assert.ok(a.tree.pruneLocalOps(disk[2]!.seq) > 0);
+      assert.deepEqual(
+        a.tree.localOpsSince(0).map((b) => b.seq),
+        [...disk.slice(3).map((b) => b.seq), a.tree.localSeq],
+      );
+      await a.close();
+    } finally {
+      t2.cleanup();
+    }
+  });
+
   it('persists across reopen, with versions', async () => {
     const t2 = tempDir();
     try {

@@ -9,7 +9,7 @@ import { CrdtTree, LamportClock, compareTimestamps } from '../crdt/index.js';
 import type { Move, NodeChange, NodeId, NodePlacement, ReplicaId, Timestamp } from '../crdt/index.js';
 import { InvalidInputError, fsError } from '../errors.js';
 import { StateDb } from '../state/db.js';
-import { decodeOps, encodeOps } from './codec.js';
+import { decodeOps, encodeOps, normalizeOp } from './codec.js';
 import { PastTree, cutoffAt } from './past.js';
 import { checkMeta, readSnapshot, writeSnapshot, type TreeSnapshot } from './snapshot.js';
 import { FileContent, Rechunker } from './content.js';
@@ -196,6 +196,15 @@ export class FileTree {
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
   private commitsSinceTruncate = 0;
+  /**
+   * The local batches after `recentFrom - 1`, in seq order, as `decodeOps` would read them back: a push reads these
+   * instead of decoding every row it sends again. Bounded (RECENT_MAX); beyond it, and for batches from before this
+   * open, localOpsSince reads SQLite.
+   */
+  private recent: TreeOpBatch[] = [];
+  private recentFrom = 0;
+  private readonly scratchChanged = new Set<NodeId>();
+  private readonly scratchDirs = new Map<NodeId, Set<string>>();
   private readonly events = new EventEmitter();
   private closed = false;
 
@@ -208,6 +217,10 @@ export class FileTree {
     this.db = new StateDb(opts.dbPath, {
       durable: opts.durable ?? false,
       ...(opts.groupCommitMs !== undefined ? { groupCommitMs: opts.groupCommitMs } : {}),
+      regsOf: (id) => {
+        const r = this.regs.get(id);
+        return r == null ? null : encodeRegs(r);
+      },
     });
     const saved = this.db.kvGet('replica');
     if (saved !== undefined && opts.replica !== undefined && saved !== opts.replica) {
@@ -227,6 +240,7 @@ export class FileTree {
     for (const p of this.db.peers()) counter = Math.max(counter, p.counter);
     this.clock = new LamportClock(this.replica, counter);
     this.seq = seq;
+    this.recentFrom = seq + 1;
     this.crdt = this.load();
     if (this.getRegs(ROOT) === undefined) {
       // A fresh tree: the root directory's attributes (owner root, 0755), written as a local op like any other.
@@ -406,7 +420,7 @@ export class FileTree {
       }
     }
     for (const id of dirty) {
-      this.db.setRegs(id, encodeRegs(this.regs.get(id)!));
+      this.db.setRegsLater(id);
       changed.add(id);
     }
   }
@@ -468,10 +482,21 @@ export class FileTree {
   }
 
   /** Commit local ops as one transaction and one local batch. */
-  private commit(ops: TreeOp[]): TreeChange {
+  private commit(ops: TreeOp[]): void {
+    this.commitOps(ops, this.events.listenerCount('change') > 0);
+  }
+
+  /** `commit` that also returns what changed. */
+  private commitChange(ops: TreeOp[]): TreeChange {
+    return this.commitOps(ops, true)!;
+  }
+
+  private commitOps(ops: TreeOp[], wanted: boolean): TreeChange | undefined {
     if (this.closed) throw fsError('EIO', 'arbor is closed');
-    const changed = new Set<NodeId>();
-    const dirs = new Map<NodeId, Set<string>>();
+    // Nobody asks what a local operation changed unless a 'change' listener runs (a command served inside a
+    // mount): the mount's own operations reuse one scratch set and map instead of building a TreeChange each.
+    const changed = wanted ? new Set<NodeId>() : this.scratchChanged;
+    const dirs = wanted ? new Map<NodeId, Set<string>>() : this.scratchDirs;
     try {
       this.db.tx(() => {
         this.applyOps(ops, changed, dirs);
@@ -479,8 +504,17 @@ export class FileTree {
         this.db.localOpPut(this.seq, encodeOps(ops, this.replica));
         if (++this.commitsSinceTruncate >= 1024) this.truncateStable();
       });
+      this.remember(ops);
     } finally {
       this.minted.clear();
+      if (!wanted) {
+        changed.clear();
+        dirs.clear();
+      }
+    }
+    if (!wanted) {
+      this.events.emit('commit', true);
+      return undefined;
     }
     return this.report(changed, dirs, true);
   }
@@ -491,6 +525,7 @@ export class FileTree {
       dirs: [...dirs].map(([dir, names]) => ({ dir, names: [...names] })),
     };
     if (this.events.listenerCount('change') > 0) this.events.emit('change', change, local);
+    this.events.emit('commit', local);
     return change;
   }
 
@@ -510,8 +545,21 @@ export class FileTree {
 
   // ---------------------------------------------------------------- replication API
 
+  /** Keep a committed local batch for the next push (see `recent`). */
+  private remember(ops: readonly TreeOp[]): void {
+    if (this.recent.length >= RECENT_MAX) {
+      this.recent = [];
+      this.recentFrom = this.seq + 1;
+      return;
+    }
+    this.recent.push({ version: 1, replica: this.replica, seq: this.seq, ops: ops.map(normalizeOp) });
+  }
+
   /** Local batches with seq > `seq`, oldest first (for sync to push). */
   localOpsSince(seq: number): TreeOpBatch[] {
+    // Committed first, whichever way they are read: an op must never reach the remote before this replica's disk.
+    this.db.flush();
+    if (seq + 1 >= this.recentFrom) return this.recent.slice(firstAbove(this.recent, seq, (b) => b.seq));
     return this.db
       .localOpsSince(seq)
       .map((r) => ({ version: 1, replica: this.replica, seq: r.seq, ops: decodeOps(r.ops, this.replica) }));
@@ -522,6 +570,9 @@ export class FileTree {
    * saved first, since it is otherwise recovered from the last local batch.
    */
   pruneLocalOps(throughSeq: number): number {
+    let drop = 0;
+    while (drop < this.recent.length && this.recent[drop]!.seq <= throughSeq) drop++;
+    if (drop > 0) this.recent = this.recent.slice(drop);
     return this.db.tx(() => {
       this.db.kvSet('clock', `${this.clock.counter} ${this.seq}`);
       return this.db.pruneLocalOps(Math.min(throughSeq, this.seq));
@@ -589,7 +640,7 @@ export class FileTree {
       const p = this.crdt.get(c)!;
       ops.push(this.move(LOST_FOUND, c, p.meta.n, p.meta.k, linkExtra(p.meta)));
     }
-    return this.commit(ops);
+    return this.commitChange(ops);
   }
 
   /** Last applied batch seq per peer. */
@@ -601,6 +652,12 @@ export class FileTree {
   onChange(listener: (change: TreeChange, local: boolean) => void): () => void {
     this.events.on('change', listener);
     return () => this.events.off('change', listener);
+  }
+
+  /** Listen for commits, without what they changed (cheaper than onChange): `local` is false for remote batches. */
+  onCommit(listener: (local: boolean) => void): () => void {
+    this.events.on('commit', listener);
+    return () => this.events.off('commit', listener);
   }
 
   // ---------------------------------------------------------------- snapshots (fast clone)
@@ -888,14 +945,7 @@ export class FileTree {
       this.dirCache.set(dir, list);
     }
     if (offset <= 0) return list;
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (list[mid]!.cookie <= offset) lo = mid + 1;
-      else hi = mid;
-    }
-    return list.slice(lo);
+    return list.slice(firstAbove(list, offset, (e) => e.cookie));
   }
 
   private listDir(dir: NodeId): DirEntry[] {
@@ -1928,6 +1978,21 @@ function decodeRegs(text: string): Regs {
   if (stored.h) r['~h'] = stored.h;
   return r;
 }
+
+/** Index of the first element of `sorted` (ascending by `key`) whose key is above `x`. */
+function firstAbove<T>(sorted: readonly T[], x: number, key: (t: T) => number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (key(sorted[mid]!) <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Local batches kept in memory for the next push (a remote that stays away longer makes pushes read SQLite). */
+const RECENT_MAX = 20_000;
 
 const hrBase = process.hrtime.bigint();
 const wallBase = BigInt(Date.now()) * 1_000_000n;
