@@ -1,17 +1,18 @@
 // Runs the Remote conformance suite against the real OpenSSH server that scripts/servers/sshd.sh starts.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { remoteContract } from './contract.js';
 import { checkReachable } from './index.js';
 import { SftpRemote } from './sftp.js';
 import { inCI, serverEnv } from './test-env.js';
+import { tempDirs } from '../testing/temp-dirs.js';
 import { parseRemoteUrl, type SftpLocation } from './url.js';
 
+const tempDir = tempDirs();
 const cfg = serverEnv(['ARBOR_TEST_SFTP_URL', 'ARBOR_TEST_SFTP_KEY'] as const);
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -26,7 +27,7 @@ async function freshSftp(
 ): Promise<{ remote: SftpRemote; path: string }> {
   const loc = parseRemoteUrl(url) as SftpLocation;
   const path = `${loc.path}/run-${randomBytes(6).toString('hex')}`;
-  const kh = knownHosts ?? join(await mkdtemp(join(tmpdir(), 'arbor-kh-')), 'known_hosts');
+  const kh = knownHosts ?? join(await tempDir('arbor-kh-'), 'known_hosts');
   const remote = new SftpRemote({ ...loc, path, keyPath: key }, { knownHostsFile: kh });
   // The server runs on this machine: remove the run's directory directly afterwards.
   cleanups.push(() => rm(path, { recursive: true, force: true }));
@@ -44,8 +45,7 @@ if ('missing' in cfg) {
 
   describe('SFTP backend specifics', () => {
     it('records the host key on first use and refuses a changed one', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'arbor-kh-'));
-      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const dir = await tempDir('arbor-kh-');
       const kh = join(dir, 'known_hosts');
       const a = (await freshSftp(url, key, kh)).remote;
       try {
@@ -116,8 +116,7 @@ if ('missing' in cfg) {
     });
 
     it('wrong key fails with a clear final error', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'arbor-key-'));
-      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const dir = await tempDir('arbor-key-');
       const { execFileSync } = await import('node:child_process');
       execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'k')]);
       const loc = parseRemoteUrl(url) as SftpLocation;
