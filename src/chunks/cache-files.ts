@@ -9,6 +9,16 @@ export function cacheFilePath(cacheDir: string, id: string): string {
   return join(cacheDir, id.slice(0, 2), id);
 }
 
+/** cacheFilePath, its subdirectory created first unless `madeDirs` (this thread's memory of them) has it. */
+export function madeCacheFilePath(cacheDir: string, id: string, madeDirs: Set<string>): string {
+  const sub = id.slice(0, 2);
+  if (!madeDirs.has(sub)) {
+    mkdirSync(join(cacheDir, sub), { recursive: true });
+    madeDirs.add(sub);
+  }
+  return cacheFilePath(cacheDir, id);
+}
+
 /** A temp name next to `final`; reconcile at open removes any left by a crash (they are not in the index). */
 export function cacheTempPath(final: string): string {
   return `${final}.tmp-${randomBytes(4).toString('hex')}`;
@@ -25,12 +35,7 @@ export function writeCacheFileSync(
   bytes: Uint8Array,
   madeDirs: Set<string>,
 ): void {
-  const sub = id.slice(0, 2);
-  if (!madeDirs.has(sub)) {
-    mkdirSync(join(cacheDir, sub), { recursive: true });
-    madeDirs.add(sub);
-  }
-  const final = cacheFilePath(cacheDir, id);
+  const final = madeCacheFilePath(cacheDir, id, madeDirs);
   const tmp = cacheTempPath(final);
   try {
     writeFileSync(tmp, bytes, { mode: 0o600 });

@@ -10,7 +10,7 @@ import type { Remote } from '../remote/types.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
 import { blake3Implementation, type ChunkIdAlgorithm } from './chunk-id.js';
-import { cacheFilePath, cacheTempPath } from './cache-files.js';
+import { cacheFilePath, cacheTempPath, madeCacheFilePath } from './cache-files.js';
 import { SealPool } from './seal-pool.js';
 import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
 
@@ -461,12 +461,7 @@ export class CachedChunkStore implements ChunkStore {
 
   /** The cache file path of `id`, its `<2 hex>` directory created if this store has not yet. */
   private pathMade(id: string): string {
-    const sub = id.slice(0, 2);
-    if (!this.madeDirs.has(sub)) {
-      mkdirSync(join(this.cacheDir, sub), { recursive: true });
-      this.madeDirs.add(sub);
-    }
-    return this.path(id);
+    return madeCacheFilePath(this.cacheDir, id, this.madeDirs);
   }
 
   /**
