@@ -1125,7 +1125,27 @@ export class FileTree {
       await r.push(data);
       chunks = await r.end();
     }
-    this.checkNew(dir, name); // again: the tree may have changed while chunks were stored
+    // checkNew again inside: the tree may have changed while chunks were stored.
+    return this.commitNewFile(
+      dir,
+      name,
+      mode,
+      uid,
+      gid,
+      data.length > 0 ? { size: data.length, chunks } : undefined,
+    );
+  }
+
+  /** A new regular file whose first version is `content` (chunks already stored), or empty. One transaction. */
+  private commitNewFile(
+    dir: NodeId,
+    name: string,
+    mode: number,
+    uid: number,
+    gid: number,
+    content: Pick<ContentVersion, 'size' | 'chunks'> | undefined,
+  ): Attr {
+    this.checkNew(dir, name);
     const inode = this.freshId();
     const link = this.freshId();
     const t = this.now().toString();
@@ -1133,13 +1153,13 @@ export class FileTree {
       this.move(dir, link, name, 'l', { i: inode, f: 'file' }),
       this.set(inode, { kind: 'file', mode: mode & 0o7777, uid, gid, atime: t, mtime: t, ctime: t }),
     ];
-    if (data.length > 0) {
+    if (content !== undefined) {
       const ts = this.clock.tick();
       const version: ContentVersion = {
         id: tsKey(ts),
         base: null,
-        size: data.length,
-        chunks,
+        size: content.size,
+        chunks: content.chunks,
         timeNs: t,
         replica: this.replica,
       };
@@ -1723,26 +1743,8 @@ export class FileTree {
     gid: number,
     source: ContentVersion | undefined,
   ): Attr {
-    this.checkNew(dir, name);
-    const inode = this.freshId();
-    const link = this.freshId();
-    const t = this.now().toString();
-    const ops: TreeOp[] = [
-      this.move(dir, link, name, 'l', { i: inode, f: 'file' }),
-      this.set(inode, { kind: 'file', mode: mode & 0o7777, uid, gid, atime: t, mtime: t, ctime: t }),
-    ];
-    if (source !== undefined) {
-      const ts = this.clock.tick();
-      ops.push({
-        type: 'version',
-        ts,
-        node: inode,
-        version: { ...source, id: tsKey(ts), base: null, timeNs: t, replica: this.replica },
-      });
-    }
-    ops.push(this.touchDir(dir, t));
-    this.commit(ops);
-    return this.getattr(inode);
+    const content = source !== undefined ? { size: source.size, chunks: source.chunks } : undefined;
+    return this.commitNewFile(dir, name, mode, uid, gid, content);
   }
 
   // ---------------------------------------------------------------- whole-tree views (tests, fsck, bench)
