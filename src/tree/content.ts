@@ -213,7 +213,7 @@ export class FileContent {
       this.segs.push({ k: 'm', buf, len: data.length });
     } else {
       const buf = Buffer.from(data);
-      this.splice(offset, Math.min(data.length, this._size - offset), { k: 'm', buf, len: buf.length });
+      this.replace(offset, Math.min(data.length, this._size - offset), [{ k: 'm', buf, len: buf.length }]);
     }
     this._size = Math.max(this._size, offset + data.length);
     this._dirty += data.length;
@@ -340,23 +340,6 @@ export class FileContent {
     this._size = size;
   }
 
-  /** Replace [offset, offset+len) with `seg` (len may be shorter than seg.len when it extends past the end). */
-  private splice(offset: number, len: number, seg: Seg): void {
-    this.splitAt(offset);
-    this.splitAt(offset + len);
-    let pos = 0;
-    let i = 0;
-    while (pos < offset) pos += this.segs[i++]!.len;
-    let j = i;
-    let p2 = pos;
-    while (p2 < offset + len) {
-      const s = this.segs[j++]!;
-      if (s.k === 'm') this._dirty -= s.len;
-      p2 += s.len;
-    }
-    this.segs.splice(i, j - i, seg);
-  }
-
   /** Make `at` a segment boundary. */
   private splitAt(at: number): void {
     let pos = 0;
@@ -461,7 +444,10 @@ export class FileContent {
     if (this._dirty > this.dirtyLimit) await this.rechunk();
   }
 
-  /** Replace [offset, offset+len) (within the size) with `segs`; returns the index of the first inserted segment. */
+  /**
+   * Replace [offset, offset+len) (within the size) with `segs`, which may be longer (a write extending past the end);
+   * returns the index of the first inserted segment.
+   */
   private replace(offset: number, len: number, segs: readonly Seg[]): number {
     this.splitAt(offset);
     this.splitAt(offset + len);
