@@ -1,10 +1,7 @@
 // The optional native addon for the chunk pipeline's hot loops (native/accel): AES-256-GCM into a caller's buffer
 // and the gear-hash cut scan. Absent (not built, or ARBOR_NO_NATIVE=1) → undefined, and callers use their
 // byte-identical JavaScript paths; accel.test.ts checks both paths against each other.
-import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadOptionalAddon } from '../native.js';
 
 export interface Accel {
   /**
@@ -51,29 +48,14 @@ const MMAP_THRESHOLD = 8 << 20;
 export const MALLOC_RETAINED_BYTES = 64 << 20;
 
 function load(): Accel | undefined {
-  if (process.env.ARBOR_NO_NATIVE === '1') return undefined;
-  const require = createRequire(import.meta.url);
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  // src/chunks (sources) or dist/src/chunks (compiled): the repo root is 2 or 3 levels up.
-  for (const up of ['../..', '../../..']) {
-    const p = path.resolve(here, up, 'native/accel/build/Release/accel.node');
-    if (!fs.existsSync(p)) continue;
-    try {
-      const m = require(p) as Partial<Accel>;
-      if (
-        typeof m.gcm === 'function' &&
-        typeof m.gearScan === 'function' &&
-        typeof m.copy === 'function' &&
-        typeof m.tuneMalloc === 'function'
-      ) {
-        m.tuneMalloc(MMAP_THRESHOLD, MALLOC_RETAINED_BYTES);
-        return m as Accel;
-      }
-    } catch {
-      // Built for another node or platform: the JavaScript paths still work.
-    }
-  }
-  return undefined;
+  const m = loadOptionalAddon<Accel>('accel/build/Release/accel.node', [
+    'gcm',
+    'gearScan',
+    'copy',
+    'tuneMalloc',
+  ]);
+  m?.tuneMalloc(MMAP_THRESHOLD, MALLOC_RETAINED_BYTES);
+  return m;
 }
 
 /** The loaded addon, or undefined. */

@@ -1,9 +1,6 @@
 // Loads the optional native/fuseio addon: readiness-driven, non-throwing reads of /dev/fuse on the main thread.
 // Absent (not built, or ARBOR_NO_NATIVE=1) → undefined, and device.ts reads through the libuv threadpool instead.
-import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadOptionalAddon } from '../native.js';
 
 /** An opaque libuv poll handle owned by the addon. */
 export type FuseWatch = { readonly __fuseWatch: unique symbol };
@@ -23,28 +20,9 @@ export interface FuseIo {
   read(fd: number, buf: Buffer): number;
 }
 
+/** Absent (not built, ARBOR_NO_NATIVE=1, built elsewhere): the threadpool reader still works. */
 function load(): FuseIo | undefined {
-  if (process.env.ARBOR_NO_NATIVE === '1') return undefined;
-  const require = createRequire(import.meta.url);
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  // src/fuse (sources) or dist/src/fuse (compiled): the repo root is 2 or 3 levels up.
-  for (const up of ['../..', '../../..']) {
-    const p = path.resolve(here, up, 'native/fuseio/build/Release/fuseio.node');
-    if (!fs.existsSync(p)) continue;
-    try {
-      const m = require(p) as Partial<FuseIo>;
-      if (
-        typeof m.watch === 'function' &&
-        typeof m.start === 'function' &&
-        typeof m.close === 'function' &&
-        typeof m.read === 'function'
-      )
-        return m as FuseIo;
-    } catch {
-      // Built for another node or platform: the threadpool reader still works.
-    }
-  }
-  return undefined;
+  return loadOptionalAddon<FuseIo>('fuseio/build/Release/fuseio.node', ['watch', 'start', 'close', 'read']);
 }
 
 /** The loaded addon, or undefined. */

@@ -2,10 +2,8 @@
 // over a unix socket (SCM_RIGHTS), received by the native/fdpass addon. Knows nothing of the protocol.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { fsError } from '../errors.js';
+import { findAddon, requireAddon } from '../native.js';
 
 interface FdPass {
   socketpair(): [number, number];
@@ -17,13 +15,8 @@ let addon: FdPass | undefined;
 /** Load native/build/Release/fdpass.node (built by `npm ci` through native/build.mjs). */
 export function loadFdPass(): FdPass {
   if (addon) return addon;
-  const require = createRequire(import.meta.url);
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  // src/fuse (ts-node style) or dist/src/fuse (compiled): the repo root is 2 or 3 levels up.
-  for (const up of ['../..', '../../..']) {
-    const p = path.resolve(here, up, 'native/build/Release/fdpass.node');
-    if (fs.existsSync(p)) return (addon = require(p) as FdPass);
-  }
+  const file = findAddon('build/Release/fdpass.node');
+  if (file !== undefined) return (addon = requireAddon<FdPass>(file));
   throw fsError(
     'ENOSYS',
     'native/fdpass.node is not built (run `node native/build.mjs`): non-root FUSE mounts need it to receive /dev/fuse from fusermount3',
