@@ -1,5 +1,5 @@
-// End to end through the real CLI, three replicas on one remote per backend: the full scenario on the dir backend,
-// the lean one on SFTP (real sshd) and S3 (real Ceph RGW); e2e.long.test.ts runs the full one on those too.
+// End to end through the real CLI, three replicas on one remote, once per backend: dir, SFTP (the real sshd) and S3
+// (the real Ceph RGW). src/sync/testing/e2e.ts holds the scenario.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { inCI } from '../remote/test-env.js';
@@ -11,15 +11,14 @@ after(async () => {
 });
 
 for (const b of backends) {
-  const full = b.name === 'dir';
-  describe(`replication end to end through the CLI (${b.name}${full ? '' : ', lean'})`, () => {
+  describe(`replication end to end through the CLI (${b.name})`, () => {
     if ('missing' in b) {
       if (inCI) it('needs its server', () => assert.fail(b.missing));
       else it.skip(`skipped: ${b.missing}`, () => undefined);
       return;
     }
-    it('three replicas converge; conflicts kept; gc, then a fresh clone reads every current file', async () => {
-      await scenario(b, full, cleanups);
+    it('three replicas converge; conflicts kept; a partitioned replica catches up; gc, then a fresh clone reads all', async () => {
+      await scenario(b, cleanups);
     });
   });
 }

@@ -268,6 +268,25 @@ export function stopOnSignals(m: MountedArbor): void {
   });
 }
 
+/**
+ * Whether `pid` still runs. A daemon that has exited stays a zombie until its parent reaps it, and the detached
+ * daemon's parent is whatever reaper adopted it, which may take seconds: signal 0 still succeeds on a zombie.
+ */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // The state letter follows the parenthesised command name, which may itself contain ") ".
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** Ask the daemon serving `mountpoint` to stop, or clear a stale mount. Resolves what was done. */
 export async function unmountArbor(
   mountpoint: string,
@@ -276,14 +295,6 @@ export async function unmountArbor(
   const { unmount } = await import('../fuse/mount.js');
   const abs = path.resolve(mountpoint);
   const rec = readMountRecord(abs);
-  const alive = (pid: number): boolean => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM';
-    }
-  };
   if (rec && rec.pid !== process.pid && alive(rec.pid)) {
     process.kill(rec.pid, 'SIGTERM');
     const deadline = Date.now() + timeoutMs;

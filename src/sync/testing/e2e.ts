@@ -1,6 +1,6 @@
-// The end-to-end scenario through the real CLI, shared by e2e.test.ts (dir in full, SFTP and S3 lean) and
-// e2e.long.test.ts (SFTP and S3 in full): three replicas on one remote, edits everywhere, sync, identical trees,
-// conflict copies, a partitioned replica that catches up, gc, then a fresh clone that reads every current file.
+// The end-to-end scenario through the real CLI (e2e.test.ts runs it on every backend): three replicas on one remote,
+// edits everywhere, sync, identical trees, conflict copies, a partitioned replica that catches up, gc, then a fresh
+// clone that reads every current file.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -106,15 +106,8 @@ backends.push(
       },
 );
 
-/**
- * Run the scenario on one backend. `full` adds deletes of trees, a partition with offline work and status checks,
- * and a second edit round; lean keeps one edit round with every kind of change, a conflict, gc and a fresh clone.
- */
-export async function scenario(
-  b: Backend,
-  full: boolean,
-  cleanups: Array<() => Promise<void>>,
-): Promise<void> {
+/** Run the scenario on one backend; `cleanups` receives what removes its remote objects and temp files. */
+export async function scenario(b: Backend, cleanups: Array<() => Promise<void>>): Promise<void> {
   const tmp = await mkdtemp(join(tmpdir(), `arbor-sync-e2e-${b.name}-`));
   const { url, unreachable } = await b.make(tmp);
   cleanups.push(async () => {
@@ -171,10 +164,10 @@ export async function scenario(
   await ok('chmod', C, '600', '/docs/big.bin');
   await ok('put', A, join(tmp, 'va2'), '/clash.txt');
   await ok('put', B, join(tmp, 'vb'), '/clash.txt');
-  if (full) await ok('mv', B, '/photos', '/pictures');
+  await ok('mv', B, '/photos', '/pictures');
   await syncAll([A, B, C]);
   const d2 = await same('after renames, links, deletes, chmod, conflict');
-  const pics = full ? '/pictures' : '/photos';
+  const pics = '/pictures';
   assert.equal(d2.has('/tmpdir'), false);
   assert.ok(d2.get('/docs/big.bin')!.startsWith('file 100600'), d2.get('/docs/big.bin'));
   assert.ok(d2.has(`${pics}/small.txt`), [...d2.keys()].join(' '));
@@ -192,38 +185,36 @@ export async function scenario(
   for (const p of clash) texts.push(await ok('cat', A, p)); // one at a time: each command takes the directory's lock
   assert.deepEqual(texts.sort(), ['A again\n', 'from B\n']);
 
-  if (full) {
-    // C is partitioned away: it keeps working offline, sync fails with one line, then it catches up.
-    const cfgPath = join(C, 'config.json');
-    const cfg = await readFile(cfgPath, 'utf8');
-    await writeFile(cfgPath, cfg.replace(JSON.stringify(url), JSON.stringify(unreachable)));
-    await writeFile(join(tmp, 'offline'), 'written offline\n');
-    await ok('put', C, join(tmp, 'offline'), '/offline.txt');
-    await ok('cat', C, '/docs/big.bin');
-    const failed = await arbor('sync', C);
-    assert.notEqual(failed.code, 0, 'sync exits non-zero while the remote is unreachable');
-    assert.equal(failed.stderr.trim().split('\n').length, 1, failed.stderr);
-    const st = JSON.parse(await ok('status', C, '--json')) as { reachable: boolean; pendingBatches: number };
-    assert.equal(st.reachable, false);
-    assert.ok(st.pendingBatches > 0);
-    await ok('rm', A, '/docs/hardlink.txt');
-    await ok('sync', A);
-    await writeFile(cfgPath, cfg);
-    await syncAll([A, B, C]);
-    const d3 = await same('after the partition healed');
-    assert.ok(d3.has('/offline.txt') && !d3.has('/docs/hardlink.txt'));
-    assert.match(d3.get(`${pics}/a.txt`)!, / n1 /);
-    await ok('sync', C); // picks up the others' position announcements too: nothing left behind
-    const st2 = JSON.parse(await ok('status', C, '--json')) as {
-      reachable: boolean;
-      pendingBatches: number;
-      replicas: Array<{ behind: number }>;
-    };
-    assert.equal(st2.reachable, true);
-    assert.equal(st2.pendingBatches, 0);
-    assert.equal(st2.replicas.length, 3);
-    assert.ok(st2.replicas.every((r) => r.behind === 0));
-  }
+  // C is partitioned away: it keeps working offline, sync fails with one line, then it catches up.
+  const cfgPath = join(C, 'config.json');
+  const cfg = await readFile(cfgPath, 'utf8');
+  await writeFile(cfgPath, cfg.replace(JSON.stringify(url), JSON.stringify(unreachable)));
+  await writeFile(join(tmp, 'offline'), 'written offline\n');
+  await ok('put', C, join(tmp, 'offline'), '/offline.txt');
+  await ok('cat', C, '/docs/big.bin');
+  const failed = await arbor('sync', C);
+  assert.notEqual(failed.code, 0, 'sync exits non-zero while the remote is unreachable');
+  assert.equal(failed.stderr.trim().split('\n').length, 1, failed.stderr);
+  const st = JSON.parse(await ok('status', C, '--json')) as { reachable: boolean; pendingBatches: number };
+  assert.equal(st.reachable, false);
+  assert.ok(st.pendingBatches > 0);
+  await ok('rm', A, '/docs/hardlink.txt');
+  await ok('sync', A);
+  await writeFile(cfgPath, cfg);
+  await syncAll([A, B, C]);
+  const d3 = await same('after the partition healed');
+  assert.ok(d3.has('/offline.txt') && !d3.has('/docs/hardlink.txt'));
+  assert.match(d3.get(`${pics}/a.txt`)!, / n1 /);
+  await ok('sync', C); // picks up the others' position announcements too: nothing left behind
+  const st2 = JSON.parse(await ok('status', C, '--json')) as {
+    reachable: boolean;
+    pendingBatches: number;
+    replicas: Array<{ behind: number }>;
+  };
+  assert.equal(st2.reachable, true);
+  assert.equal(st2.pendingBatches, 0);
+  assert.equal(st2.replicas.length, 3);
+  assert.ok(st2.replicas.every((r) => r.behind === 0));
 
   // Overwrite the big file (its chunks become history), gc keeping one version, then a fresh clone reads everything.
   await ok('put', A, join(tmp, 'small.txt'), '/docs/big.bin');
@@ -233,7 +224,7 @@ export async function scenario(
   assert.ok(gc.deleted >= 1, `gc deleted the overwritten content's chunks (${JSON.stringify(gc)})`);
   await ok('clone', D, url, '64', '--key-file', key);
   assert.deepEqual(await digest(D), await digest(A));
-  for (const dir of full ? [A, B, C, D] : [A, D]) {
+  for (const dir of [A, B, C, D]) {
     const f = await arbor('fsck', dir);
     assert.equal(f.code, 0, `fsck ${dir}: ${f.stdout}${f.stderr}`);
   }
