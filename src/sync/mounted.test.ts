@@ -1,5 +1,6 @@
 // Three mounted replicas on one remote, kept in step only by their background sync loops: edits made through the
-// kernel on each (creates, writes, renames across directories, hard links, deletes, chmod) appear on all, identical.
+// kernel on each (creates, writes, renames across directories, hard links, deletes, chmod) appear on all, identical;
+// a replica remounted while its remote is unreachable serves its cache, takes writes, and catches up later.
 // Once per backend: dir, SFTP (the real sshd) and S3 (the real Ceph RGW).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -30,11 +31,11 @@ import { backends } from './testing/e2e.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
 
-function arbor(...args: string[]): Promise<{ code: number; stderr: string }> {
+function arbor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], (err, _stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], (err, stdout, stderr) => {
       const code = err ? Number((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code, stderr: String(stderr) });
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
   });
 }
@@ -101,7 +102,7 @@ for (const b of backends) {
       async () => {
         const tmp = await mkdtemp(join(tmpdir(), `arbor-sync-mnt-${b.name}-`));
         tmps.push(tmp);
-        const { url } = await b.make(tmp);
+        const { url, unreachable } = await b.make(tmp);
         if (b.name !== 'dir') remotes.push(url);
         const dirs = ['a', 'b', 'c'].map((n) => join(tmp, n));
         const mnts = ['ma', 'mb', 'mc'].map((n) => join(tmp, n));
@@ -111,13 +112,21 @@ for (const b of backends) {
           const r = await arbor('clone', d, url, '64', '--key-file', join(dirs[0]!, 'key'));
           assert.equal(r.code, 0, r.stderr);
         }
-        for (let i = 0; i < 3; i++) {
-          await mkdir(mnts[i]!);
+        const mountOk = async (i: number): Promise<void> => {
           const r = await arbor('mount', dirs[i]!, mnts[i]!);
           assert.equal(r.code, 0, r.stderr);
           mounted.push(mnts[i]!);
           // The mount runs the sync loop behind its control socket; without it nothing below could converge.
           assert.ok(existsSync(join(dirs[i]!, 'control.sock')), 'the mount serves its control socket');
+        };
+        const unmountOk = async (i: number): Promise<void> => {
+          const r = await arbor('unmount', mnts[i]!);
+          assert.equal(r.code, 0, r.stderr);
+          mounted.splice(mounted.indexOf(mnts[i]!), 1);
+        };
+        for (let i = 0; i < 3; i++) {
+          await mkdir(mnts[i]!);
+          await mountOk(i);
         }
         const [A, B, C] = mnts as [string, string, string];
         await mkdir(join(A, 'docs'));
@@ -156,6 +165,42 @@ for (const b of backends) {
           await same();
           assert.ok((await tree(C)).some((l) => /^\/two\.bin 100600 n1 /.test(l)));
         });
+
+        // C goes offline: remounted on a remote it cannot reach, it still mounts, serves what it has cached and takes
+        // writes; the others go on without it. Back on the real remote it catches up both ways.
+        const cfgPath = join(dirs[2]!, 'config.json');
+        const cfg = await readFile(cfgPath, 'utf8');
+        assert.ok(cfg.includes(JSON.stringify(url)), 'the config names the remote');
+        await unmountOk(2);
+        await writeFile(cfgPath, cfg.replace(JSON.stringify(url), JSON.stringify(unreachable)));
+        await mountOk(2);
+        assert.ok(
+          (await readFile(join(C, 'two.bin'))).equals(Buffer.alloc(300_000, 7)),
+          'cached content offline',
+        );
+        await writeFile(join(C, 'offline.txt'), 'written offline\n');
+        await writeFile(join(A, 'while-away.txt'), 'A went on\n');
+        await eventually('B sees what A wrote while C is away', async () => {
+          assert.ok((await tree(B)).some((l) => l.startsWith('/while-away.txt ')));
+        });
+        const st = await arbor('status', dirs[2]!, '--json');
+        assert.equal(st.code, 0, st.stderr);
+        assert.equal((JSON.parse(st.stdout) as { reachable: boolean }).reachable, false, st.stdout);
+        assert.ok(
+          !(await tree(A)).some((l) => l.startsWith('/offline.txt ')),
+          'nothing leaked from C while away',
+        );
+        assert.ok(!(await tree(C)).some((l) => l.startsWith('/while-away.txt ')), 'C really was cut off');
+        await unmountOk(2);
+        await writeFile(cfgPath, cfg);
+        await mountOk(2);
+        await eventually('C catches up both ways', async () => {
+          await same();
+          const ta = await tree(A);
+          assert.ok(ta.some((l) => l.startsWith('/offline.txt ')));
+          assert.ok(ta.some((l) => l.startsWith('/while-away.txt ')));
+        });
+
         const unmounted = await Promise.all(mnts.map((m) => arbor('unmount', m)));
         for (const r of unmounted) assert.equal(r.code, 0, r.stderr);
         mounted.splice(0, mounted.length, ...mounted.filter((m) => !mnts.includes(m)));
