@@ -49,6 +49,11 @@ export class DirRemote implements Remote {
     return new RemoteUnavailableError(`${this.url}: ${what} failed (${code})`, { cause: err });
   }
 
+  /** One operation with this remote's retries; whatever the filesystem throws becomes RemoteUnavailableError. */
+  private retried<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return withRetry(what, fn, this.retry, (err) => this.unavailable(what, err));
+  }
+
   private async fsyncDir(path: string): Promise<void> {
     if (!this.fsync) return;
     const fh = await fsp.open(path, 'r');
@@ -119,35 +124,29 @@ export class DirRemote implements Remote {
   /** Write-once create: `fill` writes (and fsyncs) a fresh temp file, which is then linked to the final name. */
   private async create(key: string, what: string, fill: (tmp: string) => Promise<void>): Promise<boolean> {
     checkKey(key);
-    return withRetry(
-      what,
-      async () => {
-        const final = join(this.root, key);
-        const tmpDir = join(this.root, TMP_DIR);
-        const tmp = join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
+    return this.retried(what, async () => {
+      const final = join(this.root, key);
+      const tmpDir = join(this.root, TMP_DIR);
+      const tmp = join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
+      try {
+        if (await this.existsNow(final)) return false;
+        await this.mkdirp(dirname(final));
+        await this.mkdirp(tmpDir);
+        await this.sweepTmp(tmpDir);
+        await fill(tmp);
         try {
-          if (await this.existsNow(final)) return false;
-          await this.mkdirp(dirname(final));
-          await this.mkdirp(tmpDir);
-          await this.sweepTmp(tmpDir);
-          await fill(tmp);
-          try {
-            await fsp.link(tmp, final);
-          } catch (err) {
-            if (errCode(err) === 'EEXIST') return false;
-            if (errCode(err) === 'ENOENT') this.madeDirs.clear(); // someone removed a directory behind our back
-            throw err;
-          }
-          await this.fsyncDir(dirname(final));
-          return true;
+          await fsp.link(tmp, final);
         } catch (err) {
-          throw this.unavailable(what, err);
-        } finally {
-          await fsp.unlink(tmp).catch(() => undefined);
+          if (errCode(err) === 'EEXIST') return false;
+          if (errCode(err) === 'ENOENT') this.madeDirs.clear(); // someone removed a directory behind our back
+          throw err;
         }
-      },
-      this.retry,
-    );
+        await this.fsyncDir(dirname(final));
+        return true;
+      } finally {
+        await fsp.unlink(tmp).catch(() => undefined);
+      }
+    });
   }
 
   private async existsNow(path: string): Promise<boolean> {
@@ -162,107 +161,77 @@ export class DirRemote implements Remote {
   async get(key: string, range?: ByteRange): Promise<Uint8Array> {
     checkKey(key);
     if (range) checkRange(range);
-    return withRetry(
-      `get ${key}`,
-      async () => {
-        let fh: fsp.FileHandle;
-        try {
-          fh = await fsp.open(join(this.root, key), 'r');
-        } catch (err) {
-          if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR' || errCode(err) === 'EISDIR') {
-            throw new RemoteNotFoundError(key);
-          }
-          throw this.unavailable(`get ${key}`, err);
+    return this.retried(`get ${key}`, async () => {
+      let fh: fsp.FileHandle;
+      try {
+        fh = await fsp.open(join(this.root, key), 'r');
+      } catch (err) {
+        const code = errCode(err);
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') throw new RemoteNotFoundError(key);
+        throw err;
+      }
+      try {
+        const size = (await fh.stat()).size;
+        const start = Math.min(range?.offset ?? 0, size);
+        const end = range ? Math.min(size, start + range.length) : size;
+        const out = new Uint8Array(end - start);
+        let done = 0;
+        while (done < out.length) {
+          const { bytesRead } = await fh.read(out, done, out.length - done, start + done);
+          if (bytesRead === 0) break; // truncated under us: return what is there; the chunk layer verifies
+          done += bytesRead;
         }
-        try {
-          const size = (await fh.stat()).size;
-          const start = Math.min(range?.offset ?? 0, size);
-          const end = range ? Math.min(size, start + range.length) : size;
-          const out = new Uint8Array(end - start);
-          let done = 0;
-          while (done < out.length) {
-            const { bytesRead } = await fh.read(out, done, out.length - done, start + done);
-            if (bytesRead === 0) break; // truncated under us: return what is there; the chunk layer verifies
-            done += bytesRead;
-          }
-          return done === out.length ? out : out.subarray(0, done);
-        } catch (err) {
-          throw this.unavailable(`get ${key}`, err);
-        } finally {
-          await fh.close();
-        }
-      },
-      this.retry,
-    );
+        return done === out.length ? out : out.subarray(0, done);
+      } finally {
+        await fh.close();
+      }
+    });
   }
 
   async exists(key: string): Promise<boolean> {
     checkKey(key);
-    return withRetry(
-      `exists ${key}`,
-      async () => {
-        try {
-          return await this.existsNow(join(this.root, key));
-        } catch (err) {
-          throw this.unavailable(`exists ${key}`, err);
-        }
-      },
-      this.retry,
-    );
+    return this.retried(`exists ${key}`, () => this.existsNow(join(this.root, key)));
   }
 
   async list(prefix: string): Promise<string[]> {
     checkPrefix(prefix);
-    return withRetry(
-      `list ${prefix}`,
-      async () => {
-        const slash = prefix.lastIndexOf('/');
-        const base = slash < 0 ? '' : prefix.slice(0, slash);
-        const out: string[] = [];
-        const walk = async (rel: string): Promise<void> => {
-          let entries: Dirent[];
-          try {
-            entries = await fsp.readdir(rel ? join(this.root, rel) : this.root, { withFileTypes: true });
-          } catch (err) {
-            if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return;
-            throw err;
-          }
-          for (const e of entries) {
-            if (e.name.startsWith('.')) continue; // temp files and anything that is not a valid key
-            const key = rel ? `${rel}/${e.name}` : e.name;
-            if (e.isDirectory()) {
-              // Descend only where keys could still match the prefix.
-              if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) await walk(key);
-            } else if (e.isFile() && key.startsWith(prefix)) {
-              out.push(key);
-            }
-          }
-        };
+    return this.retried(`list ${prefix}`, async () => {
+      const slash = prefix.lastIndexOf('/');
+      const base = slash < 0 ? '' : prefix.slice(0, slash);
+      const out: string[] = [];
+      const walk = async (rel: string): Promise<void> => {
+        let entries: Dirent[];
         try {
-          await walk(base);
+          entries = await fsp.readdir(rel ? join(this.root, rel) : this.root, { withFileTypes: true });
         } catch (err) {
-          throw this.unavailable(`list ${prefix}`, err);
+          if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return;
+          throw err;
         }
-        return out.sort(compareKeys);
-      },
-      this.retry,
-    );
+        for (const e of entries) {
+          if (e.name.startsWith('.')) continue; // temp files and anything that is not a valid key
+          const key = rel ? `${rel}/${e.name}` : e.name;
+          if (e.isDirectory()) {
+            // Descend only where keys could still match the prefix.
+            if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) await walk(key);
+          } else if (e.isFile() && key.startsWith(prefix)) {
+            out.push(key);
+          }
+        }
+      };
+      await walk(base);
+      return out.sort(compareKeys);
+    });
   }
 
   async delete(key: string): Promise<void> {
     checkKey(key);
-    return withRetry(
-      `delete ${key}`,
-      async () => {
-        try {
-          await fsp.unlink(join(this.root, key));
-        } catch (err) {
-          if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return;
-          throw this.unavailable(`delete ${key}`, err);
-        }
-      },
-      this.retry,
-    );
+    return this.retried(`delete ${key}`, async () => {
+      try {
+        await fsp.unlink(join(this.root, key));
+      } catch (err) {
+        if (errCode(err) !== 'ENOENT' && errCode(err) !== 'ENOTDIR') throw err;
+      }
+    });
   }
 
   /** Reachable = the root exists and is a directory. */

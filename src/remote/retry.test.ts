@@ -35,6 +35,41 @@ describe('withRetry', () => {
     assert.equal(calls, 3);
   });
 
+  it('maps a library error before deciding, and passes arbor errors through the mapping untouched', async () => {
+    let calls = 0;
+    const seen: unknown[] = [];
+    const map = (err: unknown): unknown => {
+      seen.push(err);
+      return new RemoteUnavailableError(`mapped ${(err as Error).message}`);
+    };
+    await assert.rejects(
+      withRetry(
+        'op',
+        async () => {
+          calls++;
+          throw new Error(`socket hang up ${calls}`);
+        },
+        { attempts: 3, baseDelayMs: 1 },
+        map,
+      ),
+      (err: unknown) => err instanceof RemoteUnavailableError && /mapped socket hang up 3/.test(err.message),
+    );
+    assert.equal(calls, 3, 'a library error mapped to a retryable one is retried');
+    const notFound = new RemoteNotFoundError('k');
+    await assert.rejects(
+      withRetry(
+        'op',
+        async () => {
+          throw notFound;
+        },
+        { attempts: 3, baseDelayMs: 1 },
+        map,
+      ),
+      (err: unknown) => err === notFound,
+    );
+    assert.equal(seen.length, 3, 'arbor errors never reach the mapping');
+  });
+
   it('does not retry answers (not found) or final errors', async () => {
     for (const err of [new RemoteNotFoundError('k'), new FinalRemoteError('bad key'), new TypeError('bug')]) {
       let calls = 0;

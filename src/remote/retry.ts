@@ -1,5 +1,5 @@
 // Retries with jittered exponential backoff and per-attempt timeouts for the remote backends; knows no backend.
-import { RemoteUnavailableError } from '../errors.js';
+import { ArborError, RemoteUnavailableError } from '../errors.js';
 
 export interface RetryOptions {
   /** Total attempts, including the first (default 4). */
@@ -55,11 +55,14 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /**
  * Runs `fn` until it succeeds, fails with a non-retryable error, or the attempts are used up (then the last
  * error is thrown). Each attempt is bounded by `timeoutMs`, so a dead server never hangs a caller forever.
+ * `mapError` turns what a backend's library throws into arbor's errors (which decide whether to retry);
+ * arbor's own errors pass through it unchanged.
  */
 export async function withRetry<T>(
   what: string,
   fn: (attempt: number) => Promise<T>,
   opts: RetryOptions = {},
+  mapError?: (err: unknown) => unknown,
 ): Promise<T> {
   const o = { ...DEFAULT_RETRY, ...opts };
   let last: unknown;
@@ -67,8 +70,8 @@ export async function withRetry<T>(
     try {
       return await withTimeout(fn(attempt), o.timeoutMs, what);
     } catch (err) {
-      last = err;
-      if (!isRetryable(err) || attempt >= o.attempts) break;
+      last = mapError && !(err instanceof ArborError) ? mapError(err) : err;
+      if (!isRetryable(last) || attempt >= o.attempts) break;
       const ceiling = Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** (attempt - 1));
       await sleep(Math.random() * ceiling);
     }

@@ -162,32 +162,33 @@ export class S3Remote implements Remote {
     return new RemoteUnavailableError(msg, { cause: err });
   }
 
+  /** One operation with this remote's retries; SDK errors are mapped (`key` names what a 404 is about). */
+  private retried<T>(what: string, fn: () => Promise<T>, key?: string, retry = this.retry): Promise<T> {
+    return withRetry(what, fn, retry, (err) => this.mapError(what, err, key));
+  }
+
   async putIfAbsent(key: string, data: Uint8Array): Promise<boolean> {
     checkKey(key);
-    return withRetry(
-      `put ${key}`,
-      async () => {
-        try {
-          await this.client.send(
-            new PutObjectCommand({
-              Bucket: this.bucket,
-              Key: this.base + key,
-              Body: data,
-              ContentLength: data.byteLength,
-              IfNoneMatch: '*',
-            }),
-          );
-          return true;
-        } catch (err) {
-          const e = sdkError(err);
-          // 412: an object is already there (it is left unchanged). A lost race answers 412 too; AWS may answer
-          // 409 to a concurrent conditional write, which we retry and then see as 412.
-          if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return false;
-          throw this.mapError(`put ${key}`, err);
-        }
-      },
-      this.retry,
-    );
+    return this.retried(`put ${key}`, async () => {
+      try {
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: this.base + key,
+            Body: data,
+            ContentLength: data.byteLength,
+            IfNoneMatch: '*',
+          }),
+        );
+        return true;
+      } catch (err) {
+        const e = sdkError(err);
+        // 412: an object is already there (it is left unchanged). A lost race answers 412 too; AWS may answer
+        // 409 to a concurrent conditional write, which we retry and then see as 412.
+        if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return false;
+        throw err;
+      }
+    });
   }
 
   async get(key: string, range?: ByteRange): Promise<Uint8Array> {
@@ -198,7 +199,7 @@ export class S3Remote implements Remote {
       if (!(await this.exists(key))) throw new RemoteNotFoundError(key);
       return new Uint8Array(0);
     }
-    return withRetry(
+    return this.retried(
       `get ${key}`,
       async () => {
         try {
@@ -219,29 +220,28 @@ export class S3Remote implements Remote {
           // 416: the range starts at or past the end of an existing object → nothing to return.
           if (sdkError(err).$metadata?.httpStatusCode === 416 || sdkError(err).name === 'InvalidRange')
             return new Uint8Array(0);
-          throw this.mapError(`get ${key}`, err, key);
+          throw err;
         }
       },
-      this.retry,
+      key,
     );
   }
 
   async exists(key: string): Promise<boolean> {
     checkKey(key);
-    return withRetry(
-      `exists ${key}`,
-      async () => {
-        try {
+    try {
+      return await this.retried(
+        `exists ${key}`,
+        async () => {
           await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
           return true;
-        } catch (err) {
-          const mapped = this.mapError(`exists ${key}`, err, key);
-          if (mapped instanceof RemoteNotFoundError) return false;
-          throw mapped;
-        }
-      },
-      this.retry,
-    );
+        },
+        key,
+      );
+    } catch (err) {
+      if (err instanceof RemoteNotFoundError) return false;
+      throw err;
+    }
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -249,22 +249,14 @@ export class S3Remote implements Remote {
     const out: string[] = [];
     let token: string | undefined;
     do {
-      const page = await withRetry(
-        `list ${prefix}`,
-        async () => {
-          try {
-            return await this.client.send(
-              new ListObjectsV2Command({
-                Bucket: this.bucket,
-                Prefix: this.base + prefix,
-                ContinuationToken: token,
-              }),
-            );
-          } catch (err) {
-            throw this.mapError(`list ${prefix}`, err);
-          }
-        },
-        this.retry,
+      const page = await this.retried(`list ${prefix}`, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.base + prefix,
+            ContinuationToken: token,
+          }),
+        ),
       );
       for (const obj of page.Contents ?? []) {
         if (obj.Key?.startsWith(this.base)) out.push(obj.Key.slice(this.base.length));
@@ -276,34 +268,31 @@ export class S3Remote implements Remote {
 
   async delete(key: string): Promise<void> {
     checkKey(key);
-    await withRetry(
-      `delete ${key}`,
-      async () => {
-        try {
-          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
-        } catch (err) {
-          const mapped = this.mapError(`delete ${key}`, err, key);
-          if (!(mapped instanceof RemoteNotFoundError)) throw mapped;
-        }
-      },
-      this.retry,
-    );
+    try {
+      await this.retried(
+        `delete ${key}`,
+        () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.base + key })),
+        key,
+      );
+    } catch (err) {
+      if (!(err instanceof RemoteNotFoundError)) throw err;
+    }
   }
 
   /** One HeadBucket round trip. */
   async ping(): Promise<void> {
-    await withRetry(
+    await this.retried(
       'ping',
       async () => {
         try {
           await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
         } catch (err) {
-          const e = sdkError(err);
-          if (e.$metadata?.httpStatusCode === 404)
+          if (sdkError(err).$metadata?.httpStatusCode === 404)
             throw new FinalRemoteError(`${this.url}: bucket ${this.bucket} does not exist`);
-          throw this.mapError('ping', err);
+          throw err;
         }
       },
+      undefined,
       { ...this.retry, attempts: 1 },
     );
   }
