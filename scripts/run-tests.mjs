@@ -34,16 +34,23 @@ const child = spawn(
   ],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
-let tail = '';
-child.stdout.on('data', (buf) => {
-  process.stdout.write(buf);
-  tail = (tail + buf.toString()).slice(-4000);
+// The reporter's closing counts (`ℹ pass N`, …) come before its list of failing tests, which can be long: the
+// counts are picked out of each complete line as it streams by, not out of the output's tail.
+const counts = {};
+let partial = '';
+child.stdout.setEncoding('utf8'); // a chunk may end inside a multi-byte character
+child.stdout.on('data', (text) => {
+  process.stdout.write(text);
+  const lines = (partial + text).split('\n');
+  partial = lines.pop();
+  for (const line of lines) {
+    const m = /^ℹ (pass|fail|cancelled|skipped) (\d+)$/.exec(line.trim());
+    if (m) counts[m[1]] = Number(m[2]);
+  }
 });
 child.on('close', (code) => {
-  const num = (label) =>
-    Number(/ℹ (?:\w+ )?/.test(tail) ? ((tail.match(new RegExp(`ℹ ${label} (\\d+)`)) ?? [])[1] ?? 0) : 0);
-  const passed = num('pass');
-  const failed = num('fail') + num('cancelled');
-  console.log(`${passed} passed, ${failed} failed, ${num('skipped')} skipped`);
+  const passed = counts.pass ?? 0;
+  const failed = (counts.fail ?? 0) + (counts.cancelled ?? 0);
+  console.log(`${passed} passed, ${failed} failed, ${counts.skipped ?? 0} skipped`);
   process.exit(code === 0 && failed === 0 && passed > 0 ? 0 : 1);
 });

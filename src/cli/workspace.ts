@@ -30,6 +30,7 @@ import { joinReplicaSet } from '../sync/join.js';
 import { stabilityReplicas } from '../sync/membership.js';
 import { configureConnection } from '../state/db.js';
 import { FileTree } from '../tree/filetree.js';
+import { processAlive } from '../util/process.js';
 
 /** Version of config.json this code writes and reads. */
 export const CONFIG_FORMAT_VERSION = 1;
@@ -128,15 +129,6 @@ export const paths = (dir: string) => ({
   commands: join(dir, 'command.sock'),
 });
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** The pid holding `dir`'s lock, or undefined when free (a stale lock from a dead process counts as free). */
 export function lockOwner(dir: string): number | undefined {
   let text: string;
@@ -147,7 +139,7 @@ export function lockOwner(dir: string): number | undefined {
   }
   const pid = Number.parseInt(text, 10);
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-  return pidAlive(pid) ? pid : undefined;
+  return processAlive(pid) ? pid : undefined;
 }
 
 /** Take `<dir>/lock` (O_EXCL, our pid inside); a lock left by a dead process is broken. Returns the release. */
@@ -178,7 +170,7 @@ export function acquireLock(dir: string): () => void {
         }
       })();
       const pid = Number.parseInt(text, 10);
-      if (Number.isSafeInteger(pid) && pid > 0 && pidAlive(pid)) throw new WorkspaceLockedError(dir, pid);
+      if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) throw new WorkspaceLockedError(dir, pid);
       // Stale (owner dead, or a half-written lock): break it and retry.
       try {
         unlinkSync(p);

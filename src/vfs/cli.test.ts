@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted, unmount } from '../fuse/mount.js';
+import { processAlive } from '../util/process.js';
 import { readMountRecord } from './daemon.js';
 import { CLI, mountSkip, tempArbor } from './testing/mounts.js';
 import { ok, sh } from './testing/shell.js';
@@ -13,14 +14,7 @@ import { ok, sh } from './testing/shell.js';
 const arbor = (args: string): Promise<{ code: number; stdout: string; stderr: string }> =>
   sh(`'${process.execPath}' '${CLI}' ${args}`);
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const alive = processAlive;
 
 const waitFor = async (cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<boolean> => {
   const end = Date.now() + ms;

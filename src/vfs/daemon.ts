@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fsError } from '../errors.js';
+import { processAlive as alive } from '../util/process.js';
 import { isMounted, mount, type FuseMount } from '../fuse/mount.js';
 import type { FileTree } from '../tree/filetree.js';
 import { ArborFs } from './arborfs.js';
@@ -266,25 +267,6 @@ export function stopOnSignals(m: MountedArbor): void {
     process.removeListener('SIGINT', handler);
     process.removeListener('SIGTERM', handler);
   });
-}
-
-/**
- * Whether `pid` still runs. A daemon that has exited stays a zombie until its parent reaps it, and the detached
- * daemon's parent is whatever reaper adopted it, which may take seconds: signal 0 still succeeds on a zombie.
- */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    // The state letter follows the parenthesised command name, which may itself contain ") ".
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 /** Ask the daemon serving `mountpoint` to stop, or clear a stale mount. Resolves what was done. */
