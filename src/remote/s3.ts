@@ -46,12 +46,28 @@ function sdkError(err: unknown): SdkError {
  * SDK's transformToByteArray keeps every piece until the end, then copies them into a fresh zero-filled array —
  * twice the memory in flight and one more MiB-sized allocation per object, which on a 2-core machine serving
  * ~300 MiB/s showed up as garbage collection and slower concurrent reads. A body longer or shorter than its
- * Content-Length is a transport failure (retryable), never a short or padded result.
+ * Content-Length is a transport failure (retryable), never a short or padded result. `alloc` supplies the buffer
+ * instead (the caller's, reused across objects: see Remote.getInto).
  */
-export function readBody(body: Readable, length: number | undefined): Promise<Uint8Array> {
+export function readBody(
+  body: Readable,
+  length: number | undefined,
+  alloc?: (length: number) => Uint8Array,
+): Promise<Uint8Array> {
   return new Promise<Uint8Array>((resolve, reject) => {
     const exact = length !== undefined && Number.isSafeInteger(length) && length >= 0;
-    const out = exact ? Buffer.allocUnsafe(length) : undefined;
+    let out: Buffer | undefined;
+    if (exact) {
+      if (alloc) {
+        const a = alloc(length);
+        if (a.length < length) {
+          body.destroy();
+          reject(new RangeError(`alloc(${length}) gave ${a.length} bytes`));
+          return;
+        }
+        out = Buffer.from(a.buffer, a.byteOffset, length);
+      } else out = Buffer.allocUnsafe(length);
+    }
     const pieces: Buffer[] = [];
     let n = 0;
     let failed = false;
@@ -190,7 +206,19 @@ export class S3Remote implements Remote {
     );
   }
 
-  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+  get(key: string, range?: ByteRange): Promise<Uint8Array> {
+    return this.getObject(key, range);
+  }
+
+  getInto(key: string, alloc: (length: number) => Uint8Array): Promise<Uint8Array> {
+    return this.getObject(key, undefined, alloc);
+  }
+
+  private async getObject(
+    key: string,
+    range: ByteRange | undefined,
+    alloc?: (length: number) => Uint8Array,
+  ): Promise<Uint8Array> {
     checkKey(key);
     if (range) checkRange(range);
     if (range && range.length === 0) {
@@ -213,7 +241,7 @@ export class S3Remote implements Remote {
           if (!body) return new Uint8Array(0);
           // Node's HTTP handler answers with the IncomingMessage itself; anything else (another runtime's
           // handler) goes through the SDK's own collector.
-          if (body instanceof Readable) return await readBody(body, resp.ContentLength);
+          if (body instanceof Readable) return await readBody(body, resp.ContentLength, alloc);
           return await body.transformToByteArray();
         } catch (err) {
           // 416: the range starts at or past the end of an existing object → nothing to return.

@@ -18,6 +18,14 @@ export interface Remote {
   putFileIfAbsent?(key: string, file: string): Promise<boolean>;
   /** The object's bytes (or a range of them). RemoteNotFoundError if absent; RemoteUnavailableError if unreachable. */
   get(key: string, range?: ByteRange): Promise<Uint8Array>;
+  /**
+   * The whole object read into memory from `alloc(length)` (a buffer of at least `length` bytes that the caller
+   * owns and reuses; the answer is a view of its first `length` bytes), so a reader of many objects allocates
+   * nothing per object. Optional: callers use get() otherwise. May call `alloc` again on a retry (the earlier
+   * buffer is then no longer written to), and may answer a fresh buffer when the object's length is not known
+   * before its bytes arrive.
+   */
+  getInto?(key: string, alloc: (length: number) => Uint8Array): Promise<Uint8Array>;
   exists(key: string): Promise<boolean>;
   /** Every key that starts with `prefix`, sorted ascending. */
   list(prefix: string): Promise<string[]>;
