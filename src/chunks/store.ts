@@ -9,6 +9,7 @@ import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } fr
 import type { Remote } from '../remote/types.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
+import { accel } from './accel.js';
 import { blake3Implementation, type ChunkIdAlgorithm } from './chunk-id.js';
 import { cacheFilePath, cacheTempPath, madeCacheFilePath } from './cache-files.js';
 import { type FetchedOutcome } from './fetched.js';
@@ -139,10 +140,14 @@ interface Inflight {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const noop = (): void => undefined;
 
+/** memcpy when the addon is there: V8 copies to or from shared memory with a far slower relaxed-atomic loop. */
+const copyBytes = (dst: Uint8Array, offset: number, src: Uint8Array): void =>
+  accel ? accel.copy(dst, offset, src) : dst.set(src, offset);
+
 /** A reader's own copy of plaintext that lives in a pooled buffer (or is shared with other readers). */
 function copyOut(plain: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(plain.length);
-  out.set(plain);
+  copyBytes(out, 0, plain);
   return out;
 }
 
@@ -834,10 +839,13 @@ export class CachedChunkStore implements ChunkStore {
       try {
         let b: Uint8Array;
         if (this.remote.getInto) {
-          b = await this.remote.getInto(key, (n) => {
-            if (n <= max && n >= SEAL_OVERHEAD) return this.fetchBuffer(f, n);
-            badSize = n; // refused without allocating it: the remote then fails the read
-            return new Uint8Array(0);
+          b = await this.remote.getInto(key, {
+            alloc: (n) => {
+              if (n <= max && n >= SEAL_OVERHEAD) return this.fetchBuffer(f, n);
+              badSize = n; // refused without allocating it: the remote then fails the read
+              return new Uint8Array(0);
+            },
+            ...(accel ? { copy: accel.copy } : {}),
           });
         } else b = await this.remote.get(key);
         if (b.length > max || b.length < SEAL_OVERHEAD) throw impossible(b.length);
@@ -846,7 +854,7 @@ export class CachedChunkStore implements ChunkStore {
         }
         // A remote without getInto (or one that answered another buffer): the worker needs shared memory.
         const buf = this.fetchBuffer(f, b.length);
-        buf.set(b);
+        copyBytes(buf, 0, b);
         return buf;
       } catch (err) {
         if (badSize !== undefined) throw impossible(badSize);
