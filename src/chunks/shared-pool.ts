@@ -4,7 +4,7 @@
 // that reads from the remote. Shared memory, because a seal worker writes and decrypts them in place.
 
 /** Capacity granule: chunk sizes vary, and a slot serves any later chunk that fits. */
-const GRANULE = 64 * 1024;
+const GRANULE = 256 * 1024;
 
 export class SharedBufferPool {
   private readonly free: SharedArrayBuffer[] = [];
@@ -15,20 +15,17 @@ export class SharedBufferPool {
 
   /** A buffer of exactly `n` bytes (contents undefined) over a SharedArrayBuffer owned by the caller until release. */
   acquire(n: number): Buffer {
-    let best = -1;
-    for (let i = 0; i < this.free.length; i++) {
-      const c = this.free[i]!.byteLength;
-      if (c >= n && (best < 0 || c < this.free[best]!.byteLength)) best = i;
+    // Most recently released first: its bytes are likeliest still in a CPU cache (the seal worker then copies them
+    // into the page cache, decrypts and hashes them: memory traffic is most of what a fetched chunk costs).
+    let sab: SharedArrayBuffer | undefined;
+    for (let i = this.free.length - 1; i >= 0; i--) {
+      if (this.free[i]!.byteLength >= n) {
+        sab = this.free.splice(i, 1)[0]!;
+        this.freeBytes -= sab.byteLength;
+        break;
+      }
     }
-    let sab: SharedArrayBuffer;
-    if (best >= 0) {
-      sab = this.free[best]!;
-      this.free[best] = this.free[this.free.length - 1]!;
-      this.free.pop();
-      this.freeBytes -= sab.byteLength;
-    } else {
-      sab = new SharedArrayBuffer(Math.max(GRANULE, Math.ceil(n / GRANULE) * GRANULE));
-    }
+    sab ??= new SharedArrayBuffer(Math.max(GRANULE, Math.ceil(n / GRANULE) * GRANULE));
     return Buffer.from(sab, 0, n);
   }
 
