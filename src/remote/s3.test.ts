@@ -6,6 +6,7 @@ import { remoteContract, mapLimit } from './contract.js';
 import { checkReachable } from './index.js';
 import { Readable } from 'node:stream';
 import { RemoteNotFoundError, RemoteUnavailableError } from '../errors.js';
+import { FinalRemoteError } from './retry.js';
 import { S3Remote, readBody } from './s3.js';
 import { inCI, serverEnv } from './test-env.js';
 import { parseRemoteUrl, type S3Location } from './url.js';
@@ -58,10 +59,10 @@ describe('S3 GET bodies (no server)', () => {
     assert.equal(got.length, want.length);
     assert.equal(copies, 3);
     assert.equal(Buffer.compare(got, want), 0);
-    // Too small a buffer is refused, never overrun.
+    // Too small a buffer is refused, never overrun, and not retried.
     await assert.rejects(
       readBody(Readable.from(pieces(10)), 10, { alloc: () => new Uint8Array(5) }),
-      RangeError,
+      (err: unknown) => err instanceof FinalRemoteError && !err.retryable,
     );
   });
   it('longer or shorter than the Content-Length is a retryable transport error, never short or padded bytes', async () => {

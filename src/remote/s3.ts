@@ -62,7 +62,8 @@ export function readBody(
         const a = target.alloc(length);
         if (a.length < length) {
           body.destroy();
-          reject(new RangeError(`alloc(${length}) gave ${a.length} bytes`));
+          // The caller refused the object (e.g. larger than it can be): asking again would not change that.
+          reject(new FinalRemoteError(`no buffer for a ${length}-byte body (got ${a.length} bytes)`));
           return;
         }
         out = Buffer.from(a.buffer, a.byteOffset, length);
