@@ -376,13 +376,27 @@ async function s3ColdRead(log: BenchOptions['log'], sizeMiB: number, concurrency
         );
         return bytes;
       });
+    // The reader hints the chunks in the next READAHEAD_BYTES, as arborfs's readahead does for a sequential reader
+    // (its default window); the store still runs at most `concurrency` GETs at a time, as the raw ×N pass does. A
+    // window of only `concurrency` chunks left GET slots idle while fetched chunks waited to be verified and read:
+    // ~2.7 GETs in flight on average instead of 4.
+    const READAHEAD_BYTES = 8 << 20;
     const cached = async (): Promise<Pass> => {
       const r = await mk();
       const pass = await measurePass(async () => {
         const t = performance.now();
         let bytes = 0;
+        let ahead = 0; // refs[i + 1 .. ahead) is the window
+        let aheadBytes = 0; // bytes of refs[i + 1 .. ahead)
         for (let i = 0; i < refs.length && performance.now() - t < PASS_MS; i++) {
-          r.s.prefetch(refs.slice(i + 1, i + 1 + concurrency));
+          if (ahead > i + 1) aheadBytes -= refs[i]!.size;
+          else {
+            ahead = i + 1;
+            aheadBytes = 0;
+          }
+          const from = ahead;
+          while (ahead < refs.length && aheadBytes < READAHEAD_BYTES) aheadBytes += refs[ahead++]!.size;
+          if (ahead > from) r.s.prefetch(refs.slice(from, ahead));
           bytes += (await r.s.get(refs[i]!)).length;
         }
         return bytes;
@@ -421,7 +435,7 @@ async function s3ColdRead(log: BenchOptions['log'], sizeMiB: number, concurrency
       ratio: cachedBest / rawBest,
       note:
         `${sizeMiB} MiB (${refs.length} chunks) from Ceph RGW: cold replica through the cache (verify+decrypt+cache ` +
-        `write, readahead ${concurrency}) ${cachedBest.toFixed(0)} MiB/s vs raw GETs: ×${concurrency} ` +
+        `write, readahead ${READAHEAD_BYTES / MiB} MiB by ${concurrency} GETs) ${cachedBest.toFixed(0)} MiB/s vs raw GETs: ×${concurrency} ` +
         `${rawSameBest.toFixed(0)} MiB/s, ×1 ${Math.max(...rawOne).toFixed(0)} MiB/s; baseline = the faster raw ` +
         `(best of 3 interleaved rounds each, each pass ≤ ${PASS_MS / 1000} s); load average ${loadavg()[0]!.toFixed(1)} ` +
         `on ${cpus().length} cores; goal ≥ 0.8`,

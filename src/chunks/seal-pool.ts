@@ -8,24 +8,40 @@ import { Errno, fsError, type ErrnoName } from '../errors.js';
 import { cacheFilePath, writeCacheFileSync } from './cache-files.js';
 import type { Compression } from './crypto.js';
 import { FsCrypto } from './crypto.js';
+import { type FetchedOutcome, openFetched } from './fetched.js';
 
 /**
  * A job sent to a worker: the chunk bytes (a view of the caller's SharedArrayBuffer, or a private copy, transferred),
  * the compression to try, and whether to write the file even if one with the chunk's name exists.
  */
 export interface SealJob {
+  kind: 'seal';
   n: number;
   data: Uint8Array;
   compression: Compression;
   force: boolean;
 }
 
+/** A fetched chunk to cache and open (openFetched): `sealed` is a view of shared memory, changed in place. */
+export interface FetchedJob {
+  kind: 'fetched';
+  n: number;
+  id: string;
+  size: number;
+  sealed: Uint8Array;
+  write: boolean;
+}
+
+export type WorkerJob = SealJob | FetchedJob;
+
 /**
  * A worker's answer: the keyed id and how many sealed bytes it wrote to the chunk's cache file (0: a file with that
  * name existed, nothing written), or the error (with its errno code name when it came from the filesystem).
  */
 export type SealResult =
-  { n: number; id: string; stored: number } | { n: number; error: string; code?: string };
+  | { n: number; id: string; stored: number }
+  | { n: number; fetched: FetchedOutcome }
+  | { n: number; error: string; code?: string };
 
 export interface StoredChunk {
   id: string;
@@ -33,10 +49,15 @@ export interface StoredChunk {
   stored: number;
 }
 
+interface Waiter {
+  resolve: (s: StoredChunk | FetchedOutcome) => void;
+  reject: (e: Error) => void;
+}
+
 interface Slot {
   worker: Worker;
   busy: number;
-  waiting: Map<number, { resolve: (s: StoredChunk) => void; reject: (e: Error) => void }>;
+  waiting: Map<number, Waiter>;
 }
 
 export class SealPool {
@@ -96,11 +117,41 @@ export class SealPool {
     // caller keeps using: send a private copy of just these bytes.
     const shared = data.buffer instanceof SharedArrayBuffer;
     const payload = shared ? data : new Uint8Array(data);
+    return this.post(
+      slot,
+      { kind: 'seal', n, data: payload, compression, force },
+      shared ? [] : [payload.buffer as ArrayBuffer],
+    ) as Promise<StoredChunk>;
+  }
+
+  /**
+   * openFetched on a worker: write the chunk's cache file from `sealed` (if `write`), decrypt it in place and verify
+   * it, so the thread that reads from the remote does none of that. `sealed` must be in shared memory (read and
+   * changed in place; the caller must not touch it until this settles); other buffers are handled on this thread.
+   */
+  openFetched(id: string, size: number, sealed: Uint8Array, write: boolean): Promise<FetchedOutcome> {
+    const slot = sealed.buffer instanceof SharedArrayBuffer ? this.pick() : undefined;
+    if (slot === undefined) {
+      try {
+        return Promise.resolve(
+          openFetched(this.crypto, this.cacheDir, this.madeDirs, id, size, sealed, write),
+        );
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    return this.post(
+      slot,
+      { kind: 'fetched', n: this.next++, id, size, sealed, write },
+      [],
+    ) as Promise<FetchedOutcome>;
+  }
+
+  private post(slot: Slot, job: WorkerJob, transfer: ArrayBuffer[]): Promise<StoredChunk | FetchedOutcome> {
     return new Promise((resolve, reject) => {
-      slot.waiting.set(n, { resolve, reject });
+      slot.waiting.set(job.n, { resolve, reject });
       if (slot.busy++ === 0) slot.worker.ref();
-      const job: SealJob = { n, data: payload, compression, force };
-      slot.worker.postMessage(job, shared ? [] : [payload.buffer as ArrayBuffer]);
+      slot.worker.postMessage(job, transfer);
     });
   }
 
@@ -130,7 +181,8 @@ export class SealPool {
       w.reject(
         r.code !== undefined && r.code in Errno ? fsError(r.code as ErrnoName, message) : new Error(message),
       );
-    } else w.resolve({ id: r.id, stored: r.stored });
+    } else if ('fetched' in r) w.resolve(r.fetched);
+    else w.resolve({ id: r.id, stored: r.stored });
   }
 
   /** A worker died: its jobs fail (their callers keep the bytes and may retry) and it takes no more. */

@@ -5,7 +5,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { cacheFilePath, writeCacheFileSync } from './cache-files.js';
 import type { ChunkIdAlgorithm } from './chunk-id.js';
 import { FsCrypto } from './crypto.js';
-import type { SealJob, SealResult } from './seal-pool.js';
+import { openFetched } from './fetched.js';
+import type { WorkerJob, SealResult } from './seal-pool.js';
 
 // The id algorithm comes from arbor.json via the main thread's FsCrypto: a worker must never hash differently.
 const { secret, chunkId, cacheDir } = workerData as {
@@ -27,9 +28,15 @@ function alloc(size: number): Buffer {
   return out.subarray(0, size);
 }
 
-parentPort!.on('message', (m: SealJob) => {
+parentPort!.on('message', (m: WorkerJob) => {
   let msg: SealResult;
   try {
+    if (m.kind === 'fetched') {
+      const fetched = openFetched(crypto, cacheDir, madeDirs, m.id, m.size, m.sealed, m.write);
+      // A compressed chunk's plaintext is a buffer of its own: copied across (rare; chunks that compress are small).
+      parentPort!.postMessage({ n: m.n, fetched } satisfies SealResult);
+      return;
+    }
     const id = crypto.chunkId(m.data);
     if (!m.force && existsSync(cacheFilePath(cacheDir, id))) {
       msg = { n: m.n, id, stored: 0 };

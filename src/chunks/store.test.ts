@@ -13,6 +13,8 @@ import { CachedChunkStore, type CachedChunkStoreOptions, remoteKey } from './sto
 import { MemoryRemote } from './testing/memory-remote.js';
 import { ChunkCorruptError, FsError } from '../errors.js';
 import type { ChunkRef } from './types.js';
+import type { ReadTarget } from '../remote/types.js';
+import { FinalRemoteError } from '../remote/retry.js';
 
 const CHUNKING = { minSize: 256, avgSize: 1024, maxSize: 4096 };
 const dirs: string[] = [];
@@ -303,13 +305,15 @@ test('concurrent readers of one chunk share one fetch; prefetch warms the cache'
   await reader.close();
 });
 
-test('readahead hands its fetched bytes to the first reader (decrypted in place): no GET, no cache file read; corrupt → refetch, then EIO', async () => {
+test('readahead hands its fetched bytes to the first reader (decrypted in place): no GET, no cache file read; corrupt → never cached, refetch, then EIO', async () => {
   const { remote, secret, refs, datas } = await uploaded(6);
   remote.corrupt(remoteKey(refs[5]!.id), 100);
   const r = await env(remote, secret);
   const reader = await r.open({ fetchConcurrency: 2 });
   reader.prefetch(refs);
-  for (let t = 0; reader.stats().residentChunks < 6; t++) {
+  // The corrupt one is verified before it is indexed: it never becomes resident, only logged.
+  const corruptLogged = (): boolean => r.logs.some((l) => l.includes(refs[5]!.id) && l.includes('corrupt'));
+  for (let t = 0; reader.stats().residentChunks < 5 || !corruptLogged(); t++) {
     assert.ok(t < 1000, 'the readahead lands');
     await new Promise((res) => setTimeout(res, 2));
   }
@@ -624,3 +628,40 @@ test(
     }
   },
 );
+
+test('a remote with getInto fills the store’s pooled buffers: right bytes, shared by readers; an oversized object is refused unallocated', async () => {
+  const { remote, secret, refs, datas } = await uploaded(4);
+  const targets: number[] = [];
+  const into = Object.assign(Object.create(remote) as MemoryRemote, {
+    // As S3 does: ask the target for the object's length, copy into it, answer a view of it.
+    async getInto(key: string, target: ReadTarget): Promise<Uint8Array> {
+      const b = await remote.get(key);
+      const out = target.alloc(b.length);
+      targets.push(out.length);
+      if (out.length < b.length) throw new FinalRemoteError('refused');
+      if (target.copy) target.copy(out, 0, b);
+      else out.set(b);
+      return out.subarray(0, b.length);
+    },
+  });
+  const r = await env(into, secret);
+  const reader = await r.open();
+  reader.prefetch(refs.slice(1));
+  const [a, b] = await Promise.all([reader.get(refs[0]!), reader.get(refs[0]!)]);
+  same(a, datas[0]!);
+  same(b, datas[0]!);
+  assert.notEqual(a.buffer, b.buffer, 'each reader has its own copy');
+  assert.ok(!(a.buffer instanceof SharedArrayBuffer), 'readers never get the shared buffer');
+  for (let i = 1; i < 4; i++) same(await reader.get(refs[i]!), datas[i]!);
+  assert.equal(targets.length, 4);
+  // An object far larger than its chunk can be: no buffer of that size, a ChunkCorruptError naming it.
+  remote.objects.set(remoteKey(refs[3]!.id), new Uint8Array(1 << 20));
+  await unlink(join(r.dir, 'cache', refs[3]!.id.slice(0, 2), refs[3]!.id));
+  const r2 = await env(into, secret);
+  const reader2 = await r2.open();
+  await assert.rejects(reader2.get(refs[3]!), ChunkCorruptError);
+  assert.equal(targets.at(-1), 0, 'the oversized body got no buffer');
+  assert.ok(r2.logs.some((l) => l.includes(refs[3]!.id) && l.includes('impossible size')));
+  await reader.close();
+  await reader2.close();
+});

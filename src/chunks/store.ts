@@ -9,9 +9,12 @@ import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } fr
 import type { Remote } from '../remote/types.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
+import { accel } from './accel.js';
 import { blake3Implementation, type ChunkIdAlgorithm } from './chunk-id.js';
 import { cacheFilePath, cacheTempPath, madeCacheFilePath } from './cache-files.js';
+import { type FetchedOutcome } from './fetched.js';
 import { SealPool } from './seal-pool.js';
+import { SharedBufferPool } from './shared-pool.js';
 import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
 
 type Database = BetterSqlite3.Database;
@@ -105,30 +108,48 @@ const DEFER_UPLOADS_BYTES = 1024 * 1024 * 1024;
 const UPLOAD_QUIET_MS = 250;
 
 /**
- * Sealed bytes of readahead fetches that no reader has asked for yet are kept (up to this much, oldest dropped
- * first) and handed to the first get() of the chunk, which decrypts them in place: no read back of the cache file
- * just written and no plaintext allocation — on a 2-core machine reading from a local RGW, the cache path's own CPU
- * per MiB is what separates it from plain GETs.
+ * Verified plaintext of readahead fetches that no reader has asked for yet is kept (up to this much, oldest dropped
+ * first) where the seal worker decrypted it, and copied out by the first get() of the chunk: no read back of the
+ * cache file just written — on a 2-core machine reading from a local RGW, the cache path's own CPU per MiB is what
+ * separates it from plain GETs.
  */
 const READAHEAD_HOLD_LIMIT = 32 * 1024 * 1024;
 
-interface Inflight {
-  readonly bytes: Promise<Uint8Array>;
-  /** Settles when the cache write that follows the fetch has finished (or was skipped). */
-  written: Promise<void>;
-  /** Readers (get) that joined this fetch and open its bytes into a new buffer: the bytes are then not held. */
-  readers: number;
-  /** A reader took the held bytes to decrypt them in place: later joiners must read the cache file instead. */
-  claimed: boolean;
-}
+/** Unused fetch buffers kept for reuse (see SharedBufferPool): enough for the readahead and the held bytes. */
+const FETCH_POOL_BYTES = 48 * 1024 * 1024;
 
-/** Held readahead bytes and the write of their cache file (in place decryption must wait for it). */
-interface Ahead {
-  readonly sealed: Uint8Array;
+/**
+ * One fetch of a chunk from the remote: GET into a pooled shared buffer, then (on a seal worker) cache file write,
+ * in place decryption and verification. Readers join it and copy the plaintext out.
+ */
+interface Inflight {
+  /** Settles when the GET has finished (either way): a readahead slot is busy only that long. */
+  readonly got: Promise<void>;
+  /** The verified plaintext (a view of `buf`, or its own buffer for a compressed chunk); rejects as the fetch did. */
+  readonly opened: Promise<Uint8Array>;
+  /** Settles with `opened`: by then the cache file is written and indexed, or was skipped. */
   readonly written: Promise<void>;
+  /** The pooled buffer the bytes are in; returned to the pool when `refs` drops to 0. */
+  buf: Buffer | undefined;
+  /** Users of `buf`: the fetch itself until it is opened (or the readahead hold after), and each reader copying out. */
+  refs: number;
+  /** A reader joined (or started) this fetch: readahead need not hold its plaintext afterwards. */
+  wanted: boolean;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const noop = (): void => undefined;
+
+/** memcpy when the addon is there: V8 copies to or from shared memory with a far slower relaxed-atomic loop. */
+const copyBytes = (dst: Uint8Array, offset: number, src: Uint8Array): void =>
+  accel ? accel.copy(dst, offset, src) : dst.set(src, offset);
+
+/** A reader's own copy of plaintext that lives in a pooled buffer (or is shared with other readers). */
+function copyOut(plain: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(plain.length);
+  copyBytes(out, 0, plain);
+  return out;
+}
 
 export class CachedChunkStore implements ChunkStore {
   readonly chunking: ChunkingParams;
@@ -166,8 +187,9 @@ export class CachedChunkStore implements ChunkStore {
   /** Ids in prefetchQueue: repeated hints (a reader re-announcing its window) are merged, not queued twice. */
   private readonly prefetchQueued = new Set<string>();
   private prefetchActive = 0;
-  /** Readahead bytes no reader has taken yet (see READAHEAD_HOLD_LIMIT); Map order = age. */
-  private readonly ahead = new Map<string, Ahead>();
+  /** Readahead plaintext no reader has taken yet (see READAHEAD_HOLD_LIMIT); Map order = age. */
+  private readonly ahead = new Map<string, { f: Inflight; plain: Uint8Array }>();
+  private readonly fetchPool = new SharedBufferPool(FETCH_POOL_BYTES);
   private aheadBytes = 0;
   /** Fetched chunks whose cache file is still being written; readahead waits when there are too many. */
   private writesPending = 0;
@@ -481,27 +503,6 @@ export class CachedChunkStore implements ChunkStore {
   }
 
   /**
-   * Write a fetched chunk's cache file straight under its final name: open, one write, close — three trips to
-   * libuv's threads instead of writeFile's temp file, pieces and rename. Safe without the temp name because the
-   * index is the truth: the row is inserted only after this returns, so a crash mid-write leaves a file without a
-   * row, which reconcile deletes at the next open; and no reader opens a cache file that has no row. (Dirty chunks,
-   * the only copy of their data, keep temp + rename.)
-   */
-  private async writeFetched(id: string, bytes: Uint8Array): Promise<void> {
-    const p = this.pathMade(id);
-    const h = await open(p, 'w', 0o600);
-    try {
-      let n = 0;
-      while (n < bytes.length) n += (await h.write(bytes, n, bytes.length - n, n)).bytesWritten;
-    } catch (err) {
-      await h.close().catch(() => undefined);
-      await unlink(p).catch(() => undefined);
-      throw err;
-    }
-    await h.close();
-  }
-
-  /**
    * Make every dirty chunk put so far durable: fsync each chunk file written since the last sync, then the
    * directories their names were added to. Called at the user's durability points (fsync, fsyncdir, close) before
    * the ops that reference the chunks are made durable. A file gone meanwhile (uploaded and evicted, or dropped) is
@@ -686,19 +687,12 @@ export class CachedChunkStore implements ChunkStore {
   async get(ref: ChunkRef): Promise<Uint8Array> {
     const held = this.takeAhead(ref.id);
     if (held) {
-      // The cache file is written from these bytes: decrypting them in place must wait until that is done.
-      await held.written;
       try {
-        const plain = this.crypto.openChunk(ref.id, held.sealed, ref.size, true);
         const c = this.lru.get(ref.id);
         if (c) this.touch(c);
-        return plain;
-      } catch (err) {
-        if (!(err instanceof ChunkCorruptError)) throw err;
-        // The cache file holds the same bytes: drop it and refetch, as for a corrupt cached copy.
-        this.log(`fetched copy of chunk ${ref.id} is corrupt (${err.message}); refetching`);
-        const bad = this.lru.get(ref.id);
-        if (bad && bad.uploaded && bad.inUse === 0) this.evict(bad);
+        return copyOut(held.plain);
+      } finally {
+        this.unref(held.f);
       }
     }
     const e = this.lru.get(ref.id);
@@ -732,68 +726,138 @@ export class CachedChunkStore implements ChunkStore {
       }
       if (this.lru.get(ref.id) === e && e.inUse === 0) this.evict(e);
     }
-    const f = this.fetch(ref);
-    if (f.claimed) {
-      // Another reader is decrypting this fetch's bytes in place; the cache file is whole once it is written.
-      await f.written;
-      return this.get(ref);
-    }
-    f.readers++;
-    const sealed = await f.bytes;
+    const f = this.fetch(ref, false);
+    f.wanted = true;
+    f.refs++;
     try {
-      return this.crypto.openChunk(ref.id, sealed, ref.size);
-    } catch (err) {
-      if (err instanceof ChunkCorruptError) {
-        this.log(`remote copy of chunk ${ref.id} is corrupt: ${err.message}`);
-        await f.written;
-        const bad = this.lru.get(ref.id);
-        if (bad && bad.inUse === 0) this.evict(bad);
-      }
-      throw err;
+      return copyOut(await f.opened);
+    } finally {
+      this.unref(f);
     }
   }
 
-  /** One shared fetch per chunk: later readers join the one in flight. The cache copy is written behind it. */
-  private fetch(ref: ChunkRef): Inflight {
+  /** One fetch of `ref` less is using its buffer; the last one returns it to the pool. */
+  private unref(f: Inflight): void {
+    if (--f.refs === 0 && f.buf !== undefined) {
+      this.fetchPool.release(f.buf);
+      f.buf = undefined;
+    }
+  }
+
+  /**
+   * One shared fetch per chunk: later readers join the one in flight. `hold`: a readahead fetch, whose plaintext is
+   * kept for the first reader unless one joins before it is ready.
+   */
+  private fetch(ref: ChunkRef, hold: boolean): Inflight {
     const cur = this.inflight.get(ref.id);
     if (cur) return cur;
-    let doneWriting!: () => void;
-    const written = new Promise<void>((r) => (doneWriting = r));
-    const bytes = this.fetchRemote(ref);
-    const f: Inflight = { bytes, written, readers: 0, claimed: false };
+    let gotDone!: () => void;
+    const f: Inflight = {
+      got: new Promise<void>((r) => (gotDone = r)),
+      opened: undefined as unknown as Promise<Uint8Array>,
+      written: undefined as unknown as Promise<void>,
+      buf: undefined,
+      refs: 1,
+      wanted: !hold,
+    };
+    const opened = this.fetchAndOpen(ref, f, gotDone);
+    Object.assign(f, { opened, written: opened.then(noop, noop) });
     this.inflight.set(ref.id, f);
-    bytes.then(
-      (b) => {
-        this.writesPending++;
-        this.cacheFetched(ref, b).finally(() => {
-          this.writesPending--;
-          this.inflight.delete(ref.id);
-          doneWriting();
-          this.pumpPrefetch();
-        });
+    opened.then(
+      (plain) => {
+        if (f.wanted || this.closed) this.unref(f);
+        else this.holdAhead(ref.id, f, plain);
       },
-      () => {
-        this.inflight.delete(ref.id);
-        doneWriting();
-      },
+      () => this.unref(f),
     );
     return f;
   }
 
-  private async fetchRemote(ref: ChunkRef): Promise<Uint8Array> {
-    const key = remoteKey(ref.id);
-    for (let attempt = 1; ; attempt++) {
+  /**
+   * GET the chunk, then have a seal worker write its cache file (when room can be made without waiting: a full cache
+   * of pinned/dirty chunks skips it), decrypt and verify it; index the file only once it is whole and verified.
+   */
+  private async fetchAndOpen(ref: ChunkRef, f: Inflight, gotDone: () => void): Promise<Uint8Array> {
+    let sealed: Buffer;
+    try {
+      sealed = await this.fetchRemote(ref, f);
+    } catch (err) {
+      this.inflight.delete(ref.id);
+      throw err;
+    } finally {
+      gotDone();
+    }
+    this.writesPending++;
+    try {
+      // A put of the same bytes in progress owns the cache file (as a dirty chunk); do not race it.
+      const write =
+        !this.closed &&
+        !this.lru.has(ref.id) &&
+        !this.putsInflight.has(ref.id) &&
+        this.tryReserve(sealed.length);
+      if (write) this.noteResident();
+      let out: FetchedOutcome;
       try {
-        const b = await this.remote.get(key);
-        if (b.length > ref.size + SEAL_OVERHEAD || b.length < SEAL_OVERHEAD) {
-          this.log(`remote copy of chunk ${ref.id} has an impossible size ${b.length}`);
-          throw new ChunkCorruptError(
-            ref.id,
-            `remote object has ${b.length} bytes for a ${ref.size}-byte chunk`,
-          );
-        }
-        return b;
+        out = await this.sealer.openFetched(ref.id, ref.size, sealed, write);
       } catch (err) {
+        if (write) this.release(sealed.length);
+        throw err;
+      }
+      if ('corrupt' in out) {
+        if (write) this.release(sealed.length);
+        this.log(`remote copy of chunk ${ref.id} is corrupt: ${out.corrupt}`);
+        throw new ChunkCorruptError(ref.id, out.corrupt);
+      }
+      if (out.written) this.adoptFetched(ref, sealed.length);
+      else if (write) this.release(sealed.length);
+      return out.plain ?? sealed.subarray(out.offset, out.offset + ref.size);
+    } finally {
+      this.writesPending--;
+      this.inflight.delete(ref.id);
+      this.pumpPrefetch();
+    }
+  }
+
+  /** `f`'s pooled buffer, of exactly `n` bytes (a retry may need another size). */
+  private fetchBuffer(f: Inflight, n: number): Buffer {
+    if (f.buf !== undefined && f.buf.length === n) return f.buf;
+    if (f.buf !== undefined) this.fetchPool.release(f.buf);
+    f.buf = this.fetchPool.acquire(n);
+    return f.buf;
+  }
+
+  /** The chunk's sealed bytes from the remote, in `f`'s pooled buffer. */
+  private async fetchRemote(ref: ChunkRef, f: Inflight): Promise<Buffer> {
+    const key = remoteKey(ref.id);
+    const max = ref.size + SEAL_OVERHEAD;
+    const impossible = (n: number): ChunkCorruptError => {
+      this.log(`remote copy of chunk ${ref.id} has an impossible size ${n}`);
+      return new ChunkCorruptError(ref.id, `remote object has ${n} bytes for a ${ref.size}-byte chunk`);
+    };
+    for (let attempt = 1; ; attempt++) {
+      let badSize: number | undefined;
+      try {
+        let b: Uint8Array;
+        if (this.remote.getInto) {
+          b = await this.remote.getInto(key, {
+            alloc: (n) => {
+              if (n <= max && n >= SEAL_OVERHEAD) return this.fetchBuffer(f, n);
+              badSize = n; // refused without allocating it: the remote then fails the read
+              return new Uint8Array(0);
+            },
+            ...(accel ? { copy: accel.copy } : {}),
+          });
+        } else b = await this.remote.get(key);
+        if (b.length > max || b.length < SEAL_OVERHEAD) throw impossible(b.length);
+        if (f.buf !== undefined && b.buffer === f.buf.buffer && b.byteOffset === f.buf.byteOffset) {
+          return f.buf.subarray(0, b.length);
+        }
+        // A remote without getInto (or one that answered another buffer): the worker needs shared memory.
+        const buf = this.fetchBuffer(f, b.length);
+        copyBytes(buf, 0, b);
+        return buf;
+      } catch (err) {
+        if (badSize !== undefined) throw impossible(badSize);
         if (err instanceof RemoteNotFoundError) {
           this.log(`chunk ${ref.id} is missing on the remote`);
           throw new ChunkCorruptError(ref.id, 'missing on the remote');
@@ -804,29 +868,19 @@ export class CachedChunkStore implements ChunkStore {
     }
   }
 
-  /** Keep a fetched chunk if room can be made without waiting; a full cache of pinned/dirty chunks skips it. */
-  private async cacheFetched(ref: ChunkRef, sealed: Uint8Array): Promise<void> {
-    // A put of the same bytes in progress owns the cache file (as a dirty chunk); do not race it.
-    if (this.closed || this.lru.has(ref.id) || this.putsInflight.has(ref.id)) return;
-    if (!this.tryReserve(sealed.length)) return;
-    this.noteResident();
-    try {
-      await this.writeFetched(ref.id, sealed);
-    } catch {
-      this.release(sealed.length);
-      return;
-    }
+  /** A fetched chunk's cache file is whole and verified (its `stored` bytes are reserved): index it. */
+  private adoptFetched(ref: ChunkRef, stored: number): void {
     this.st.insert.run({
       id: ref.id,
       size: ref.size,
-      stored: sealed.length,
+      stored,
       uploaded: 1,
       lastUse: this.clock++,
       seq: null,
     });
-    this.reserved -= sealed.length;
-    this.resident += sealed.length;
-    this.lru.set(ref.id, { id: ref.id, size: ref.size, stored: sealed.length, uploaded: true, inUse: 0 });
+    this.reserved -= stored;
+    this.resident += stored;
+    this.lru.set(ref.id, { id: ref.id, size: ref.size, stored, uploaded: true, inUse: 0 });
     this.spaceChanged();
   }
 
@@ -858,49 +912,37 @@ export class CachedChunkStore implements ChunkStore {
       this.prefetchQueued.delete(r.id);
       if (this.lru.has(r.id) || this.inflight.has(r.id)) continue;
       this.prefetchActive++;
-      const f = this.fetch(r);
-      f.bytes
-        .then((b) => {
-          // No reader is opening these bytes (yet): keep them for the first one (see READAHEAD_HOLD_LIMIT).
-          if (f.readers === 0) this.holdAhead(r.id, { sealed: b, written: f.written }, f);
-        })
-        .catch(() => undefined)
-        .finally(() => {
-          this.prefetchActive--;
-          this.pumpPrefetch();
-        });
+      void this.fetch(r, true).got.then(() => {
+        this.prefetchActive--;
+        this.pumpPrefetch();
+      });
     }
   }
 
-  private readonly aheadOwner = new Map<string, Inflight>();
-
-  private holdAhead(id: string, a: Ahead, f: Inflight): void {
-    if (this.closed || this.ahead.has(id) || a.sealed.length > READAHEAD_HOLD_LIMIT) return;
-    this.ahead.set(id, a);
-    this.aheadOwner.set(id, f);
-    this.aheadBytes += a.sealed.length;
-    for (const [old, b] of this.ahead) {
+  /** Keep `f`'s plaintext for the first reader of `id` (the hold is `f`'s own reference to its buffer). */
+  private holdAhead(id: string, f: Inflight, plain: Uint8Array): void {
+    if (this.ahead.has(id) || plain.length > READAHEAD_HOLD_LIMIT) {
+      this.unref(f);
+      return;
+    }
+    this.ahead.set(id, { f, plain });
+    this.aheadBytes += plain.length;
+    for (const [old, h] of this.ahead) {
       if (this.aheadBytes <= READAHEAD_HOLD_LIMIT) break;
       this.ahead.delete(old);
-      this.aheadOwner.delete(old);
-      this.aheadBytes -= b.sealed.length;
+      this.aheadBytes -= h.plain.length;
+      this.unref(h.f);
     }
   }
 
-  /**
-   * The held readahead bytes of `id`, now owned by the caller (it decrypts them in place); a fetch still in flight
-   * is marked so that a reader joining it waits for the cache file instead of sharing those bytes.
-   */
-  private takeAhead(id: string): Ahead | undefined {
-    const a = this.ahead.get(id);
-    if (a) {
+  /** The held readahead plaintext of `id`, now the caller's to copy out and unref. */
+  private takeAhead(id: string): { f: Inflight; plain: Uint8Array } | undefined {
+    const h = this.ahead.get(id);
+    if (h) {
       this.ahead.delete(id);
-      this.aheadBytes -= a.sealed.length;
-      const f = this.aheadOwner.get(id);
-      this.aheadOwner.delete(id);
-      if (f) f.claimed = true;
+      this.aheadBytes -= h.plain.length;
     }
-    return a;
+    return h;
   }
 
   // ---- explicit pins ----------------------------------------------------------------------------------------
@@ -921,10 +963,14 @@ export class CachedChunkStore implements ChunkStore {
     tx();
     for (const r of refs) {
       if (this.lru.has(r.id)) continue;
-      const f = this.fetch(r);
-      const sealed = await f.bytes;
-      this.crypto.openChunk(r.id, sealed, r.size); // verify before promising it is available offline
-      await f.written;
+      const f = this.fetch(r, false);
+      f.wanted = true;
+      f.refs++;
+      try {
+        await f.opened; // verified before it is promised to be available offline
+      } finally {
+        this.unref(f);
+      }
       if (!this.lru.has(r.id)) {
         throw fsError('ENOSPC', `chunk cache cannot hold pinned chunk ${r.id} within its limit`);
       }
@@ -1168,8 +1214,8 @@ export class CachedChunkStore implements ChunkStore {
     this.closed = true;
     this.prefetchQueue.length = 0;
     this.prefetchQueued.clear();
+    for (const h of this.ahead.values()) this.unref(h.f);
     this.ahead.clear();
-    this.aheadOwner.clear();
     this.aheadBytes = 0;
     if (this.touchTimer) clearInterval(this.touchTimer);
     if (this.quietTimer) clearTimeout(this.quietTimer);

@@ -5,7 +5,8 @@ import { describe, it } from 'node:test';
 import { remoteContract, mapLimit } from './contract.js';
 import { checkReachable } from './index.js';
 import { Readable } from 'node:stream';
-import { RemoteUnavailableError } from '../errors.js';
+import { RemoteNotFoundError, RemoteUnavailableError } from '../errors.js';
+import { FinalRemoteError } from './retry.js';
 import { S3Remote, readBody } from './s3.js';
 import { inCI, serverEnv } from './test-env.js';
 import { parseRemoteUrl, type S3Location } from './url.js';
@@ -40,6 +41,30 @@ describe('S3 GET bodies (no server)', () => {
     }
     assert.equal((await readBody(Readable.from([]), 0)).length, 0);
   });
+  it("go into the caller's buffer when it gives one (with its copy function), a view of its first bytes", async () => {
+    const want = Buffer.concat(pieces(70_000, 65_536, 3));
+    const mine = Buffer.from(new SharedArrayBuffer(want.length + 100));
+    let copies = 0;
+    const got = await readBody(Readable.from(pieces(70_000, 65_536, 3)), want.length, {
+      alloc: (n) => {
+        assert.equal(n, want.length);
+        return mine;
+      },
+      copy: (dst, offset, src) => {
+        copies++;
+        dst.set(src, offset);
+      },
+    });
+    assert.equal(got.buffer, mine.buffer);
+    assert.equal(got.length, want.length);
+    assert.equal(copies, 3);
+    assert.equal(Buffer.compare(got, want), 0);
+    // Too small a buffer is refused, never overrun, and not retried.
+    await assert.rejects(
+      readBody(Readable.from(pieces(10)), 10, { alloc: () => new Uint8Array(5) }),
+      (err: unknown) => err instanceof FinalRemoteError && !err.retryable,
+    );
+  });
   it('longer or shorter than the Content-Length is a retryable transport error, never short or padded bytes', async () => {
     for (const len of [100, 200]) {
       await assert.rejects(readBody(Readable.from(pieces(150)), len), RemoteUnavailableError);
@@ -62,6 +87,21 @@ if ('missing' in cfg) {
   remoteContract('s3 (Ceph RGW)', async () => freshS3(url));
 
   describe('S3 backend specifics', () => {
+    it('getInto reads an object into the buffer the caller allocates; a missing one is RemoteNotFoundError', async () => {
+      const r = freshS3(url);
+      try {
+        const data = randomBytes(300_000);
+        await r.putIfAbsent('chunks/ab/x', data);
+        const mine = new Uint8Array(400_000);
+        const got = await r.getInto('chunks/ab/x', { alloc: () => mine });
+        assert.equal(got.buffer, mine.buffer);
+        assert.equal(Buffer.compare(got, data), 0);
+        await assert.rejects(r.getInto('chunks/ab/none', { alloc: () => mine }), RemoteNotFoundError);
+      } finally {
+        await r.close();
+      }
+    });
+
     it('reports reachability, and a missing bucket as unreachable with a clear message', async () => {
       const ok = freshS3(url);
       assert.equal((await checkReachable(ok)).reachable, true);

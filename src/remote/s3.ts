@@ -16,7 +16,7 @@ import {
 import { InvalidInputError, RemoteNotFoundError, RemoteUnavailableError } from '../errors.js';
 import { checkKey, checkPrefix, checkRange, compareKeys } from './keys.js';
 import { FinalRemoteError, withRetry, type RetryOptions } from './retry.js';
-import type { ByteRange, Remote } from './types.js';
+import type { ByteRange, ReadTarget, Remote } from './types.js';
 import { formatRemoteUrl, type S3Location } from './url.js';
 
 export interface S3RemoteOptions {
@@ -46,12 +46,30 @@ function sdkError(err: unknown): SdkError {
  * SDK's transformToByteArray keeps every piece until the end, then copies them into a fresh zero-filled array —
  * twice the memory in flight and one more MiB-sized allocation per object, which on a 2-core machine serving
  * ~300 MiB/s showed up as garbage collection and slower concurrent reads. A body longer or shorter than its
- * Content-Length is a transport failure (retryable), never a short or padded result.
+ * Content-Length is a transport failure (retryable), never a short or padded result. `target` supplies the buffer
+ * instead (the caller's, reused across objects: see Remote.getInto).
  */
-export function readBody(body: Readable, length: number | undefined): Promise<Uint8Array> {
+export function readBody(
+  body: Readable,
+  length: number | undefined,
+  target?: ReadTarget,
+): Promise<Uint8Array> {
   return new Promise<Uint8Array>((resolve, reject) => {
     const exact = length !== undefined && Number.isSafeInteger(length) && length >= 0;
-    const out = exact ? Buffer.allocUnsafe(length) : undefined;
+    let out: Buffer | undefined;
+    if (exact) {
+      if (target) {
+        const a = target.alloc(length);
+        if (a.length < length) {
+          body.destroy();
+          // The caller refused the object (e.g. larger than it can be): asking again would not change that.
+          reject(new FinalRemoteError(`no buffer for a ${length}-byte body (got ${a.length} bytes)`));
+          return;
+        }
+        out = Buffer.from(a.buffer, a.byteOffset, length);
+      } else out = Buffer.allocUnsafe(length);
+    }
+    const copy = target?.copy;
     const pieces: Buffer[] = [];
     let n = 0;
     let failed = false;
@@ -68,7 +86,8 @@ export function readBody(body: Readable, length: number | undefined): Promise<Ui
           fail(new RemoteUnavailableError(`response body longer than its Content-Length ${out.length}`));
           return;
         }
-        piece.copy(out, n);
+        if (copy) copy(out, n, piece);
+        else piece.copy(out, n);
       } else pieces.push(piece);
       n += piece.length;
     });
@@ -191,7 +210,19 @@ export class S3Remote implements Remote {
     });
   }
 
-  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+  get(key: string, range?: ByteRange): Promise<Uint8Array> {
+    return this.getObject(key, range);
+  }
+
+  getInto(key: string, target: ReadTarget): Promise<Uint8Array> {
+    return this.getObject(key, undefined, target);
+  }
+
+  private async getObject(
+    key: string,
+    range: ByteRange | undefined,
+    target?: ReadTarget,
+  ): Promise<Uint8Array> {
     checkKey(key);
     if (range) checkRange(range);
     if (range && range.length === 0) {
@@ -214,7 +245,7 @@ export class S3Remote implements Remote {
           if (!body) return new Uint8Array(0);
           // Node's HTTP handler answers with the IncomingMessage itself; anything else (another runtime's
           // handler) goes through the SDK's own collector.
-          if (body instanceof Readable) return await readBody(body, resp.ContentLength);
+          if (body instanceof Readable) return await readBody(body, resp.ContentLength, target);
           return await body.transformToByteArray();
         } catch (err) {
           // 416: the range starts at or past the end of an existing object → nothing to return.

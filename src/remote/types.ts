@@ -6,6 +6,20 @@ export interface ByteRange {
   readonly length: number;
 }
 
+/** Where getInto puts an object's bytes. */
+export interface ReadTarget {
+  /**
+   * A buffer of at least `length` bytes, the caller's (and reused by it). Called again on a retry: the earlier
+   * buffer is then no longer written to.
+   */
+  alloc(length: number): Uint8Array;
+  /**
+   * Copy `src` into `dst` at `offset` (default: TypedArray.set). For shared memory, where V8's own copy is a
+   * relaxed-atomic loop several times slower than memcpy.
+   */
+  copy?(dst: Uint8Array, offset: number, src: Uint8Array): void;
+}
+
 export interface Remote {
   /** The URL it was opened from, without secrets. */
   readonly url: string;
@@ -18,6 +32,13 @@ export interface Remote {
   putFileIfAbsent?(key: string, file: string): Promise<boolean>;
   /** The object's bytes (or a range of them). RemoteNotFoundError if absent; RemoteUnavailableError if unreachable. */
   get(key: string, range?: ByteRange): Promise<Uint8Array>;
+  /**
+   * The whole object read into memory the caller provides (see ReadTarget), so a reader of many objects allocates
+   * nothing per object; the answer is a view of the first `length` bytes of `target.alloc(length)`. Optional:
+   * callers use get() otherwise. May answer a fresh buffer when the object's length is not known before its bytes
+   * arrive.
+   */
+  getInto?(key: string, target: ReadTarget): Promise<Uint8Array>;
   exists(key: string): Promise<boolean>;
   /** Every key that starts with `prefix`, sorted ascending. */
   list(prefix: string): Promise<string[]>;

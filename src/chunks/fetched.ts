@@ -1,0 +1,91 @@
+// What happens to a chunk fetched from the remote before anyone may read it: its sealed bytes are written to the
+// cache file (when the store reserved room for it), then decrypted in place and verified. Shared by the seal workers
+// and the store's inline path; knows FsCrypto and the cache file layout, not the cache index.
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { ChunkCorruptError } from '../errors.js';
+import { madeCacheFilePath } from './cache-files.js';
+import type { FsCrypto } from './crypto.js';
+
+export type FetchedOutcome =
+  | {
+      /** The cache file is whole under its final name (the store indexes it). */
+      readonly written: boolean;
+      /** Why a wanted cache file was not written (errno code or message); the chunk is readable anyway. */
+      readonly writeError?: string;
+      /**
+       * Where the verified plaintext is: `offset` into the sealed buffer (decrypted in place), or `plain` for a
+       * compressed chunk, whose plaintext is larger than its sealed bytes.
+       */
+      readonly offset: number;
+      readonly plain?: Uint8Array;
+    }
+  /** The ChunkCorruptError's detail. */
+  | { readonly corrupt: string };
+
+/**
+ * Cache `sealed` (if `write`) as chunk `id`'s file, then open it in place (see FsCrypto.openChunk). The file goes
+ * straight under its final name: the index is the truth and learns of the file only after this returns whole, so a
+ * crash mid-write leaves a file without a row, which reconcile deletes at the next open. A corrupt chunk's file is
+ * removed again: the store must never index bytes that do not verify.
+ */
+export function openFetched(
+  crypto: FsCrypto,
+  cacheDir: string,
+  madeDirs: Set<string>,
+  id: string,
+  size: number,
+  sealed: Uint8Array,
+  write: boolean,
+): FetchedOutcome {
+  let written = false;
+  let writeError: string | undefined;
+  let path: string | undefined;
+  if (write) {
+    try {
+      path = madeCacheFilePath(cacheDir, id, madeDirs);
+      writeWhole(path, sealed);
+      written = true;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      writeError = e.code ?? e.message ?? String(err);
+    }
+  }
+  let plain: Uint8Array;
+  try {
+    plain = crypto.openChunk(id, sealed, size, true);
+  } catch (err) {
+    if (!(err instanceof ChunkCorruptError)) throw err;
+    if (written) {
+      try {
+        unlinkSync(path!);
+      } catch {
+        // gone already
+      }
+    }
+    const prefix = `chunk ${id} is corrupt: `;
+    return { corrupt: err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message };
+  }
+  const inPlace = plain.buffer === sealed.buffer;
+  return {
+    written,
+    ...(writeError !== undefined ? { writeError } : {}),
+    offset: inPlace ? plain.byteOffset - sealed.byteOffset : 0,
+    ...(inPlace ? {} : { plain }),
+  };
+}
+
+function writeWhole(path: string, bytes: Uint8Array): void {
+  const fd = openSync(path, 'w', 0o600);
+  try {
+    for (let n = 0; n < bytes.length;) n += writeSync(fd, bytes, n, bytes.length - n);
+  } catch (err) {
+    closeSync(fd);
+    try {
+      unlinkSync(path);
+    } catch {
+      // never mind: reconcile removes files the index does not list
+    }
+    throw err;
+  }
+  closeSync(fd);
+}
