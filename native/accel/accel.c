@@ -7,6 +7,12 @@
 #include <immintrin.h>
 #endif
 #include <string.h>
+#ifdef __linux__
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#endif
 #include <node_api.h>
 #include <openssl/evp.h>
 #ifdef __GLIBC__
@@ -381,6 +387,39 @@ static napi_value TuneMalloc(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/*
+ * markTopDir(path) -> bool: set FS_TOPDIR_FL (chattr +T) on a directory, so ext4's Orlov allocator spreads the
+ * subdirectories made under it afterwards over block groups as it does for top-level directories, instead of
+ * packing them into the parent's group. A file's inode comes from its directory's group, and on ext4 without a
+ * journal every new inode skips, one inode-table lookup each, the free inodes of that group deleted in the last
+ * minutes: a cache that writes a file per chunk next to busy directories paid 2-3x the kernel time for its writes
+ * (measured: ~0.7-1.3 s vs ~0.3-0.45 s per GiB). False where the filesystem has no such flag (nothing changes).
+ */
+static napi_value MarkTopDir(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, 1, argv, "markTopDir(path)")) return NULL;
+  char path[4096];
+  size_t n;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &n) != napi_ok || n >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "markTopDir: path must be a string shorter than 4 KiB");
+    return NULL;
+  }
+#if defined(__linux__) && defined(FS_TOPDIR_FL)
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return make_bool(env, false);
+  int flags = 0; /* the kernel reads and writes an int, whatever the ioctl's declared type */
+  int ok = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+  if (ok && !(flags & FS_TOPDIR_FL)) {
+    flags |= FS_TOPDIR_FL;
+    ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+  }
+  close(fd);
+  return make_bool(env, ok);
+#else
+  return make_bool(env, false);
+#endif
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "gcm", NAPI_AUTO_LENGTH, Gcm, NULL, &f);
@@ -394,5 +433,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "copy", f);
   napi_create_function(env, "tuneMalloc", NAPI_AUTO_LENGTH, TuneMalloc, NULL, &f);
   napi_set_named_property(env, exports, "tuneMalloc", f);
+  napi_create_function(env, "markTopDir", NAPI_AUTO_LENGTH, MarkTopDir, NULL, &f);
+  napi_set_named_property(env, exports, "markTopDir", f);
   return exports;
 }

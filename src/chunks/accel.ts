@@ -38,6 +38,11 @@ export interface Accel {
   readonly scanImpl?: 'avx512vbmi' | 'scalar';
   /** glibc mallopt(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD); false elsewhere. */
   tuneMalloc(mmapThreshold: number, trimThreshold: number): boolean;
+  /**
+   * Mark a directory as the top of a hierarchy for ext4's allocator (chattr +T): subdirectories made under it are
+   * spread over block groups. False where the filesystem has no such flag. Absent from addons built before it.
+   */
+  markTopDir?(path: string): boolean;
 }
 
 /**
