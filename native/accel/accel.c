@@ -296,20 +296,13 @@ static scan_fn best_scan(void) {
 }
 
 /*
- * gearScan(data, from, mid, to, maskS, maskL, gear[, resume]) -> index just past the first cut, or -1.
+ * gearScan(data, from, mid, to, maskS, maskL, gear) -> index just past the first cut, or -1.
  * The hash starts at 0 at `from`; bytes [from, mid) are tested with maskS, [mid, to) with maskL (normalized
- * chunking). Exactly the JavaScript scanRange pair in src/chunks/chunker.ts. `resume` (from <= resume <= to): the
- * bytes before it are known to hold no cut (an earlier scan of a shorter range), so testing starts there, the hash
- * warmed up exactly on the bytes before it.
+ * chunking). Exactly the JavaScript scanRange pair in src/chunks/chunker.ts.
  */
 static napi_value GearScan(napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  size_t argc = 8;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 7) {
-    napi_throw_type_error(env, NULL, "gearScan(data, from, mid, to, maskS, maskL, gear[, resume])");
-    return NULL;
-  }
+  napi_value argv[7];
+  if (!args(env, info, 7, argv, "gearScan(data, from, mid, to, maskS, maskL, gear)")) return NULL;
   size_t len, gl;
   const uint8_t *d = bytes_of(env, argv[0], &len);
   if (!d) return NULL;
@@ -335,19 +328,11 @@ static napi_value GearScan(napi_env env, napi_callback_info info) {
   }
   uint32_t g[256];
   memcpy(g, graw, sizeof g);
-  double resume_d = from_d;
-  napi_valuetype rt = napi_undefined;
-  if (argc >= 8) napi_typeof(env, argv[7], &rt);
-  if (rt != napi_undefined &&
-      (napi_get_value_double(env, argv[7], &resume_d) != napi_ok || !(from_d <= resume_d && resume_d <= to_d))) {
-    napi_throw_range_error(env, NULL, "gearScan: resume must lie in [from, to]");
-    return NULL;
-  }
-  size_t from = (size_t)from_d, mid = (size_t)mid_d, to = (size_t)to_d, resume = (size_t)resume_d;
+  size_t from = (size_t)from_d, mid = (size_t)mid_d, to = (size_t)to_d;
   static scan_fn run = NULL;
   if (run == NULL) run = best_scan();
-  int64_t res = resume < mid ? run(d, from, resume, mid, (uint32_t)ms, g) : -1;
-  if (res < 0) res = run(d, from, resume > mid ? resume : mid, to, (uint32_t)ml, g);
+  int64_t res = run(d, from, from, mid, (uint32_t)ms, g);
+  if (res < 0) res = run(d, from, mid, to, (uint32_t)ml, g);
   napi_value r;
   napi_create_double(env, (double)res, &r);
   return r;

@@ -18,8 +18,7 @@ export interface Accel {
   ): boolean;
   /**
    * Gear-hash scan from `from` (hash 0) with maskS up to `mid`, then maskL up to `to`; the index just past the
-   * first cut, or -1. `gear` is the 256-entry table (Int32Array). `resume`: no cut lies before it, test from there
-   * (an addon built before it ignores it and rescans: same answer).
+   * first cut, or -1. `gear` is the 256-entry table (Int32Array).
    */
   gearScan(
     data: Uint8Array,
@@ -29,7 +28,6 @@ export interface Accel {
     maskS: number,
     maskL: number,
     gear: Int32Array,
-    resume?: number,
   ): number;
   /**
    * memcpy of all of `src` into `dst` at `dstOffset` (RangeError if it does not fit). For shared memory, where V8's

@@ -170,28 +170,3 @@ test('default parameters and validation', () => {
   // All-zero data never matches the mask (gear of 0 is fixed), so it is cut at maxSize.
   assert.deepEqual(new Chunker(SMALL).split(new Uint8Array(10_000), false).slice(0, 2), [4096, 4096]);
 });
-
-test('cut with resume (a shorter range looked at before without a boundary) gives the same answer', () => {
-  const params = { minSize: 256, avgSize: 1024, maxSize: 4096 };
-  fc.assert(
-    fc.property(
-      fc.uint8Array({ minLength: 1, maxLength: 12_000 }),
-      fc.nat(3000),
-      fc.nat(),
-      fc.constantFrom<'native' | 'js'>('native', 'js'),
-      (data, startRaw, splitRaw, impl) => {
-        const c = new Chunker(params, impl);
-        const start = Math.min(startRaw, data.length);
-        const end = data.length;
-        const mid = start + (splitRaw % (end - start + 1));
-        if (c.cut(data, start, mid) >= 0) return; // a boundary before mid: nothing to resume
-        assert.equal(c.cut(data, start, end, mid), c.cut(data, start, end));
-        assert.deepEqual(
-          c.split(data.subarray(start), false, mid - start),
-          c.split(data.subarray(start), false),
-        );
-      },
-    ),
-    { numRuns: 2000 },
-  );
-});

@@ -100,14 +100,6 @@ function scanRange(data: Uint8Array, from: number, to: number, h: number, mask: 
   return -1;
 }
 
-/** The gear hash just before data[at] given it is 0 at `origin`: only the last 32 bytes count (older ones shift out). */
-function warmHash(data: Uint8Array, origin: number, at: number): number {
-  const g = GEAR;
-  let h = 0;
-  for (let p = Math.max(origin, at - 32); p < at; p++) h = ((h << 1) + g[data[p]!]!) | 0;
-  return h;
-}
-
 /** A compiled chunker for one parameter set. */
 export class Chunker {
   readonly params: ChunkingParams;
@@ -128,42 +120,24 @@ export class Chunker {
 
   /**
    * Length of the first chunk of data[start, end), or -1 when no boundary lies in the available bytes
-   * (the chunk may continue past `end`). A cut depends only on the bytes from `start` up to it. `resume` (an index
-   * into data): an earlier call for this same `start` with a smaller `end` got -1 having looked up to there, so
-   * the scan picks up at it instead of starting over; the answer is the same either way.
+   * (the chunk may continue past `end`). A cut depends only on the bytes from `start` up to it.
    */
-  cut(data: Uint8Array, start: number, end: number, resume = start): number {
+  cut(data: Uint8Array, start: number, end: number): number {
     const { minSize, avgSize, maxSize } = this.params;
     const n = end - start;
     if (n <= minSize) return n === maxSize ? n : -1;
     const limit = n < maxSize ? n : maxSize;
     const normal = avgSize < limit ? avgSize : limit;
     const start0 = start + minSize;
-    // Skip the first minSize bytes: no cut can fall there, so hashing them is wasted work. The earlier call saw
-    // the same normal point unless its range ended before it (then all it tested lies before it anyway).
-    const from = Math.min(Math.max(start0, resume), start + limit);
+    // Skip the first minSize bytes: no cut can fall there, so hashing them is wasted work.
     if (this.nativeScan) {
-      const c = this.nativeScan(
-        data,
-        start0,
-        start + normal,
-        start + limit,
-        this.maskS,
-        this.maskL,
-        GEAR,
-        from,
-      );
+      const c = this.nativeScan(data, start0, start + normal, start + limit, this.maskS, this.maskL, GEAR);
       if (c >= 0) return c - start;
       return limit === maxSize ? maxSize : -1;
     }
-    let c: number;
-    if (from < start + normal) {
-      c = scanRange(data, from, start + normal, warmHash(data, start0, from), this.maskS);
-      if (c >= 0) return c - start;
-      c = scanRange(data, start + normal, start + limit, lastHash, this.maskL);
-    } else {
-      c = scanRange(data, from, start + limit, warmHash(data, start0, from), this.maskL);
-    }
+    let c = scanRange(data, start0, start + normal, 0, this.maskS);
+    if (c >= 0) return c - start;
+    c = scanRange(data, start + normal, start + limit, lastHash, this.maskL);
     if (c >= 0) return c - start;
     return limit === maxSize ? maxSize : -1;
   }
@@ -171,14 +145,13 @@ export class Chunker {
   /**
    * Lengths of the consecutive complete chunks at the start of `data`. With `final` false, the trailing bytes
    * after the last boundary are left out (more data may follow); with `final` true they form the last chunk.
-   * `scanned`: an earlier split(false) of a prefix of `data` found no boundary before this index (see cut).
    */
-  split(data: Uint8Array, final: boolean, scanned = 0): number[] {
+  split(data: Uint8Array, final: boolean): number[] {
     const out: number[] = [];
     const len = data.length;
     let pos = 0;
     while (pos < len) {
-      const c = this.cut(data, pos, len, pos === 0 ? scanned : pos);
+      const c = this.cut(data, pos, len);
       if (c < 0) {
         if (final) out.push(len - pos);
         break;

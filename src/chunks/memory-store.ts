@@ -30,8 +30,8 @@ export class MemoryChunkStore implements ChunkStore {
     this.crypto = new FsCrypto(opts.secret ?? randomBytes(32), opts.chunkId);
   }
 
-  split(data: Uint8Array, final: boolean, scanned?: number): number[] {
-    return this.chunker.split(data, final, scanned);
+  split(data: Uint8Array, final: boolean): number[] {
+    return this.chunker.split(data, final);
   }
 
   async put(chunk: Uint8Array): Promise<ChunkRef> {

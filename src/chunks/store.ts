@@ -276,8 +276,8 @@ export class CachedChunkStore implements ChunkStore {
     return s;
   }
 
-  split(data: Uint8Array, final: boolean, scanned?: number): number[] {
-    return this.chunker.split(data, final, scanned);
+  split(data: Uint8Array, final: boolean): number[] {
+    return this.chunker.split(data, final);
   }
 
   // ---- index and files -------------------------------------------------------------------------------------

@@ -34,10 +34,8 @@ export interface ChunkStore {
    * Content-defined boundaries in `data`: the lengths of consecutive complete chunks from its start.
    * With `final` false, the bytes after the last boundary are not a chunk yet (more data may follow);
    * with `final` true, the tail is a chunk too. Deterministic: depends on the bytes and params only.
-   * `scanned` (a hint a store may ignore): an earlier split(false) of a prefix of `data` saw no boundary before
-   * this index, so the scan for the first chunk may pick up there. The answer is the same either way.
    */
-  split(data: Uint8Array, final: boolean, scanned?: number): number[];
+  split(data: Uint8Array, final: boolean): number[];
   /**
    * Store one chunk in the local cache (dirty until uploaded), safe against a process crash once it resolves but
    * durable against power loss only after the next `sync()`. Idempotent: same bytes, same ref. A chunk inside a

@@ -5,8 +5,6 @@ import fc from 'fast-check';
 import { HOLE_ID, isHole, type ChunkRef } from '../chunks/types.js';
 import { FileContent, PUT_AHEAD_LIMIT, holeRef } from './content.js';
 import { MemChunkStore } from './testing/mem-store.js';
-import { Chunker } from '../chunks/chunker.js';
-import { MemoryChunkStore } from '../chunks/memory-store.js';
 
 const TiB = 2 ** 40;
 
@@ -82,45 +80,6 @@ describe('FileContent', () => {
     const refs = await c.rechunk();
     assert.equal(refs.length, Math.ceil(2_000_000 / 4096));
     assert.equal((await c.read(1_500_000, 1000))[0], 1500 & 0xff);
-  });
-
-  it('appends of any sizes, scanned as they come or in bursts, cut exactly where the whole file would be cut', async () => {
-    const chunking = { minSize: 1024, avgSize: 4096, maxSize: 16_384 };
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.tuple(fc.integer({ min: 1, max: 40_000 }), fc.boolean()), {
-          minLength: 1,
-          maxLength: 40,
-        }),
-        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
-        async (pieces, seed) => {
-          const total = pieces.reduce((n, [len]) => n + len, 0);
-          const bytes = Buffer.alloc(total);
-          let x = seed;
-          for (let i = 0; i < total; i++) {
-            x ^= x << 13;
-            x ^= x >>> 17;
-            x ^= x << 5;
-            bytes[i] = x >>> 24;
-          }
-          const c = new FileContent(new MemoryChunkStore({ chunking }), [], 0);
-          let off = 0;
-          for (const [len, pause] of pieces) {
-            await c.write(off, bytes.subarray(off, off + len));
-            off += len;
-            // A pause lets the scheduled scan (or cut) run; without one, writes arrive back to back.
-            if (pause) await new Promise((r) => setImmediate(r));
-          }
-          const refs = await c.rechunk();
-          assert.deepEqual(
-            refs.map((r) => r.size),
-            new Chunker(chunking).split(bytes, true),
-          );
-          assert.deepEqual(await c.read(0, total), bytes);
-        },
-      ),
-      { numRuns: 150 },
-    );
   });
 
   it('an overwrite in the middle re-stores only the chunk it touches', async () => {

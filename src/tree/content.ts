@@ -11,17 +11,6 @@ import { copyInto, TailBuffers } from './tail-buffers.js';
 type MemSeg = { k: 'm'; buf: Buffer; len: number; put?: Promise<ChunkRef | undefined> };
 type Seg = { k: 'c'; ref: ChunkRef; off: number; len: number } | MemSeg | { k: 'z'; len: number };
 
-/**
- * Boundaries found so far in a streaming tail `seg`, counted from its start: `cuts` are the ends of its complete
- * chunks, `start` where the unfinished one begins, `scanned` how far that one was looked at without a boundary.
- */
-interface TailScan {
-  seg: MemSeg;
-  cuts: number[];
-  start: number;
-  scanned: number;
-}
-
 /** A byte range taken from one file's content by `FileContent.slice`, to be pasted into another (or the same). */
 export interface ContentSlice {
   readonly length: number;
@@ -115,10 +104,8 @@ export class FileContent {
   private putBytes = 0;
   /** A streaming writer's tail buffers (shared with the sealing worker, reused). */
   private readonly tails = new TailBuffers();
-  /** A cut (or a scan) of the streaming tail is queued (see scheduleCut). */
+  /** A cut of the streaming tail is queued (see scheduleCut). */
   private cutScheduled = false;
-  /** The streaming tail's boundaries found so far (see advanceScan). */
-  private scan: TailScan | undefined;
 
   constructor(
     private readonly store: ChunkStore,
@@ -200,11 +187,11 @@ export class FileContent {
     if (this.cutScheduled) this.cutStreamingTail();
     const last = this.segs[this.segs.length - 1];
     const growLimit = this.store.chunking.maxSize * 2 + 1024 * 1024;
-    const appends =
+    if (
       offset === this._size &&
       last?.k === 'm' &&
-      last.len + data.length <= Math.max(last.buf.length, growLimit);
-    if (appends) {
+      last.len + data.length <= Math.max(last.buf.length, growLimit)
+    ) {
       if (last.buf.length - last.len < data.length) {
         // Amortized growth; buffers made by splitAt have no spare capacity, so this never writes into shared memory.
         const cap = Math.min(
@@ -230,7 +217,7 @@ export class FileContent {
     }
     this._size = Math.max(this._size, offset + data.length);
     this._dirty += data.length;
-    this.scheduleCut(appends);
+    this.scheduleCut();
     while (this.putBytes > PUT_AHEAD_LIMIT) await this.puts[0];
     if (this._dirty > this.dirtyLimit) await this.rechunk();
     return data.length;
@@ -264,45 +251,17 @@ export class FileContent {
   /**
    * Cut the streaming tail soon, but after this write has been answered: the chunker's scan of the new bytes then
    * runs while the writer (a separate process, on the other core) copies its next buffer into the kernel, instead
-   * of before its reply. Locked like any other operation, so it sees a settled content. Below the cut size, an
-   * append's new bytes are scanned for boundaries just the same (advanceScan): a little after every write rather
-   * than several MiB at once when the cut is due, which held up the writer's next request for as long.
+   * of before its reply. Locked like any other operation, so it sees a settled content.
    */
-  private scheduleCut(appended: boolean): void {
+  private scheduleCut(): void {
     if (this.cutScheduled) return;
     const last = this.segs[this.segs.length - 1];
-    const { minSize, maxSize } = this.store.chunking;
-    if (last?.k !== 'm' || (last.len < maxSize * 2 && !(appended && last.len > minSize))) return;
+    if (last?.k !== 'm' || last.len < this.store.chunking.maxSize * 2) return;
     this.cutScheduled = true;
     setImmediate(() => {
       this.cutScheduled = false;
-      const tail = this.segs[this.segs.length - 1];
-      if (tail?.k === 'm' && tail.len >= maxSize * 2) void this.lock(async () => this.cutStreamingTail());
-      else this.advanceScan(); // reads the content only: needs no lock
+      void this.lock(async () => this.cutStreamingTail());
     });
-  }
-
-  /**
-   * Find the boundaries in the streaming tail's bytes not looked at yet. The result holds for the tail segment as
-   * long as it only grows: every other change to the content replaces the last segment (splitAt, replace, resize,
-   * rechunk, load), and a new segment starts a new scan.
-   */
-  private advanceScan(): TailScan | undefined {
-    const last = this.segs[this.segs.length - 1];
-    if (last?.k !== 'm') return undefined;
-    let s = this.scan;
-    if (s === undefined || s.seg !== last || s.scanned > last.len) {
-      s = this.scan = { seg: last, cuts: [], start: 0, scanned: 0 };
-    }
-    if (s.scanned < last.len) {
-      const lens = this.store.split(last.buf.subarray(s.start, last.len), false, s.scanned - s.start);
-      for (const len of lens) {
-        s.start += len;
-        s.cuts.push(s.start);
-      }
-      s.scanned = last.len;
-    }
-    return s;
   }
 
   /**
@@ -320,25 +279,22 @@ export class FileContent {
       if (s.k === 'z' || (s.k === 'm' && s.put !== undefined)) continue;
       if (s.k !== 'c' || s.off !== 0 || s.len !== s.ref.size) return;
     }
-    const scan = this.advanceScan()!;
     const data = last.buf.subarray(0, last.len);
+    const lens = this.store.split(data, false);
     const cut: Seg[] = [];
     let off = 0;
-    for (const end of scan.cuts) {
+    for (const len of lens) {
       // A view of the old tail buffer, which nothing writes into again (the rest is copied to a new one below).
-      const seg: MemSeg = { k: 'm', buf: data.subarray(off, end), len: end - off };
+      const seg: MemSeg = { k: 'm', buf: data.subarray(off, off + len), len };
       seg.put = this.putInBackground(seg);
       cut.push(seg);
-      off = end;
+      off += len;
     }
     const rest = last.len - off;
     const buf = this.tails.take(Math.max(rest, last.buf.length));
     copyInto(buf, 0, data.subarray(off));
     this.tails.retire(last.buf);
-    const tail: MemSeg = { k: 'm', buf, len: rest };
-    this.segs.splice(n - 1, 1, ...cut, tail);
-    // The rest was looked at to its end without a boundary: the next scan picks up there.
-    this.scan = { seg: tail, cuts: [], start: 0, scanned: rest };
+    this.segs.splice(n - 1, 1, ...cut, { k: 'm', buf, len: rest });
   }
 
   /** Store one whole-chunk segment; on success swap it for the chunk ref (if it is still part of the content). */
