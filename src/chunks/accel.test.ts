@@ -3,6 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { accel } from './accel.js';
 import { Chunker, DEFAULT_CHUNKING } from './chunker.js';
@@ -126,6 +129,28 @@ test(
     assert.throws(() => a.copy(dst, dst.length - 10, src), RangeError);
     assert.throws(() => a.copy(dst, -1, src.subarray(0, 1)), RangeError);
     assert.throws(() => a.copy(dst, 1.5, src.subarray(0, 1)), RangeError);
+  },
+);
+
+test(
+  'markTopDir: a directory keeps working and its subdirectories are made as usual; no directory, false',
+  {
+    skip: skip || (accel?.markTopDir === undefined ? 'addon built before markTopDir' : false),
+  },
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'arbor-topdir-'));
+    try {
+      const first = accel!.markTopDir!(dir);
+      assert.equal(typeof first, 'boolean'); // false on filesystems without the flag (tmpfs, xfs, ...)
+      assert.equal(accel!.markTopDir!(dir), first); // already set: nothing to change, same answer
+      mkdirSync(join(dir, 'ab'));
+      writeFileSync(join(dir, 'ab', 'f'), 'x');
+      assert.equal(readFileSync(join(dir, 'ab', 'f'), 'utf8'), 'x');
+      assert.equal(accel!.markTopDir!(join(dir, 'missing')), false);
+      assert.equal(accel!.markTopDir!(join(dir, 'ab', 'f')), false); // not a directory
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   },
 );
 

@@ -34,8 +34,15 @@ export interface Accel {
    * own copy is a slow relaxed-atomic loop; the caller guarantees no other thread uses that range meanwhile.
    */
   copy(dst: Uint8Array, dstOffset: number, src: Uint8Array): void;
+  /** Which gearScan this CPU runs: sixteen AVX-512 lanes (VBMI table lookups) or six scalar ones. */
+  readonly scanImpl?: 'avx512vbmi' | 'scalar';
   /** glibc mallopt(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD); false elsewhere. */
   tuneMalloc(mmapThreshold: number, trimThreshold: number): boolean;
+  /**
+   * Mark a directory as the top of a hierarchy for ext4's allocator (chattr +T): subdirectories made under it are
+   * spread over block groups. False where the filesystem has no such flag. Absent from addons built before it.
+   */
+  markTopDir?(path: string): boolean;
 }
 
 /**

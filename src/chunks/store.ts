@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } from '../errors.js';
 import type { Remote } from '../remote/types.js';
+import { accel } from './accel.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
 import { accel } from './accel.js';
@@ -314,6 +315,10 @@ export class CachedChunkStore implements ChunkStore {
    */
   private reconcile(): void {
     mkdirSync(this.cacheDir, { recursive: true });
+    // Before any subdirectory exists: they (and so the chunk files' inodes) then land in block groups of their own,
+    // not in the parent's group among other programs' short-lived files, whose recent deletions ext4 without a
+    // journal makes every inode allocation there step over (see markTopDir in native/accel/accel.c).
+    accel?.markTopDir?.(this.cacheDir);
     const rows = this.db
       .prepare('SELECT id, size, stored, uploaded FROM chunk_cache WHERE resident = 1 ORDER BY last_use, seq')
       .all() as { id: string; size: number; stored: number; uploaded: number }[];
