@@ -10,7 +10,6 @@ import type { Remote } from '../remote/types.js';
 import { accel } from './accel.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
-import { accel } from './accel.js';
 import { blake3Implementation, type ChunkIdAlgorithm } from './chunk-id.js';
 import { cacheFilePath, cacheTempPath, madeCacheFilePath } from './cache-files.js';
 import { type FetchedOutcome } from './fetched.js';
