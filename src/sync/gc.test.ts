@@ -19,6 +19,7 @@ import { retireReplica } from './join.js';
 import { startSyncLoop } from './loop.js';
 import { Replicator, type SyncContext } from './replicator.js';
 import { treeDigest } from './testing/digest.js';
+import { applyEdit, editArb, type Edit } from './testing/edits.js';
 import { tempDirs } from '../testing/temp-dirs.js';
 
 const tempDir = tempDirs();
@@ -109,45 +110,20 @@ function peer(ws: Workspace): Peer {
   return p;
 }
 
-type Op =
-  | { op: 'write'; p: string; v: number }
-  | { op: 'mkdir'; p: string }
-  | { op: 'rm'; p: string }
-  | { op: 'mv'; p: string; q: string }
-  | { op: 'link'; p: string; q: string };
-const name = fc.constantFrom('a', 'b', 'c');
-const path = fc.oneof(
-  name.map((x) => `/${x}`),
-  fc.tuple(name, name).map(([x, y]) => `/${x}/${y}`),
-);
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ op: fc.constant('write' as const), p: path, v: fc.nat(99) }),
-  fc.record({ op: fc.constant('mkdir' as const), p: path }),
-  fc.record({ op: fc.constant('rm' as const), p: path }),
-  fc.record({ op: fc.constant('rm' as const), p: path }),
-  fc.record({ op: fc.constant('mv' as const), p: path, q: path }),
-  fc.record({ op: fc.constant('link' as const), p: path, q: path }),
-);
-
-async function apply(a: Arbor, o: Op): Promise<void> {
-  try {
-    if (o.op === 'write') await a.writeFile(o.p, `v${o.v}`);
-    else if (o.op === 'mkdir') await a.mkdir(o.p);
-    else if (o.op === 'rm') await a.rm(o.p, { recursive: true });
-    else if (o.op === 'mv') await a.rename(o.p, o.q);
-    else await a.link(o.p, o.q);
-  } catch (e) {
-    if (!/^E[A-Z]+$/.test(String((e as { code?: string }).code))) throw e;
-  }
-}
-
 type Step =
-  | { s: 'op'; r: number; o: Op }
+  | { s: 'op'; r: number; o: Edit }
   | { s: 'sync'; r: number; lag: number }
   | { s: 'trunc'; r: number; sync: boolean }
   | { s: 'clone' };
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
-  { arbitrary: fc.record({ s: fc.constant('op' as const), r: fc.nat(9), o: opArb }), weight: 5 },
+  {
+    arbitrary: fc.record({
+      s: fc.constant('op' as const),
+      r: fc.nat(9),
+      o: editArb({ chmod: false, rmWeight: 2 }),
+    }),
+    weight: 5,
+  },
   {
     arbitrary: fc.record({
       s: fc.constant('sync' as const),
@@ -211,7 +187,7 @@ describe('gc: log truncation and trash emptying across replicas', () => {
               continue;
             }
             const p = peers[st.r % peers.length]!;
-            if (st.s === 'op') await apply(new Arbor(p.ws.tree), st.o);
+            if (st.s === 'op') await applyEdit(new Arbor(p.ws.tree), st.o);
             else if (st.s === 'sync') {
               p.view.lag = st.lag;
               await p.r.sync({ announce: true });

@@ -15,6 +15,7 @@ import { collectGarbage } from './gc.js';
 import { startSyncLoop } from './loop.js';
 import { Replicator, type SyncContext } from './replicator.js';
 import { treeDigest } from './testing/digest.js';
+import { applyEdit, editArb } from './testing/edits.js';
 import { tempDirs } from '../testing/temp-dirs.js';
 
 const tempDir = tempDirs();
@@ -80,40 +81,6 @@ class Switchable implements Remote {
   async close(): Promise<void> {}
 }
 
-type Op =
-  | { op: 'write'; p: string; v: number }
-  | { op: 'mkdir'; p: string }
-  | { op: 'rm'; p: string }
-  | { op: 'mv'; p: string; q: string }
-  | { op: 'link'; p: string; q: string }
-  | { op: 'chmod'; p: string; m: number };
-const name = fc.constantFrom('a', 'b', 'c');
-const path = fc.oneof(
-  name.map((x) => `/${x}`),
-  fc.tuple(name, name).map(([x, y]) => `/${x}/${y}`),
-);
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ op: fc.constant('write' as const), p: path, v: fc.nat(99) }),
-  fc.record({ op: fc.constant('mkdir' as const), p: path }),
-  fc.record({ op: fc.constant('rm' as const), p: path }),
-  fc.record({ op: fc.constant('mv' as const), p: path, q: path }),
-  fc.record({ op: fc.constant('link' as const), p: path, q: path }),
-  fc.record({ op: fc.constant('chmod' as const), p: path, m: fc.integer({ min: 0o400, max: 0o777 }) }),
-);
-
-async function apply(a: Arbor, o: Op): Promise<void> {
-  try {
-    if (o.op === 'write') await a.writeFile(o.p, `v${o.v}`);
-    else if (o.op === 'mkdir') await a.mkdir(o.p);
-    else if (o.op === 'rm') await a.rm(o.p, { recursive: true });
-    else if (o.op === 'mv') await a.rename(o.p, o.q);
-    else if (o.op === 'link') await a.link(o.p, o.q);
-    else await a.chmod(o.p, o.m);
-  } catch (e) {
-    if (!/^E[A-Z]+$/.test(String((e as { code?: string }).code))) throw e;
-  }
-}
-
 describe('replication through a dir remote', () => {
   it('three replicas converge under random edits and sync orders (property)', async () => {
     const { ws } = await family(3);
@@ -122,13 +89,13 @@ describe('replication through a dir remote', () => {
     try {
       await fc.assert(
         fc.asyncProperty(
-          fc.array(fc.tuple(fc.nat(2), fc.array(opArb, { maxLength: 4 }), fc.nat(2)), {
+          fc.array(fc.tuple(fc.nat(2), fc.array(editArb(), { maxLength: 4 }), fc.nat(2)), {
             minLength: 1,
             maxLength: 6,
           }),
           async (steps) => {
             for (const [r, ops, s] of steps) {
-              for (const o of ops) await apply(fss[r]!, o);
+              for (const o of ops) await applyEdit(fss[r]!, o);
               await reps[s]!.sync();
             }
             for (let round = 0; round < 2; round++) for (const r of reps) await r.sync();
