@@ -10,8 +10,6 @@ export type FetchedOutcome =
   | {
       /** The cache file is whole under its final name (the store indexes it). */
       readonly written: boolean;
-      /** Why a wanted cache file was not written (errno code or message); the chunk is readable anyway. */
-      readonly writeError?: string;
       /**
        * Where the verified plaintext is: `offset` into the sealed buffer (decrypted in place), or `plain` for a
        * compressed chunk, whose plaintext is larger than its sealed bytes.
@@ -38,16 +36,14 @@ export function openFetched(
   write: boolean,
 ): FetchedOutcome {
   let written = false;
-  let writeError: string | undefined;
   let path: string | undefined;
   if (write) {
     try {
       path = madeCacheFilePath(cacheDir, id, madeDirs);
       writeWhole(path, sealed);
       written = true;
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      writeError = e.code ?? e.message ?? String(err);
+    } catch {
+      // No cache copy (a full disk, say): the chunk is readable anyway, and the store releases the room it reserved.
     }
   }
   let plain: Uint8Array;
@@ -68,7 +64,6 @@ export function openFetched(
   const inPlace = plain.buffer === sealed.buffer;
   return {
     written,
-    ...(writeError !== undefined ? { writeError } : {}),
     offset: inPlace ? plain.byteOffset - sealed.byteOffset : 0,
     ...(inPlace ? {} : { plain }),
   };

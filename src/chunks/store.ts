@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } from '../errors.js';
 import type { Remote } from '../remote/types.js';
-import { accel } from './accel.js';
+import { accel, copyBytes } from './accel.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
 import { blake3Implementation, type ChunkIdAlgorithm } from './chunk-id.js';
@@ -118,19 +118,22 @@ const READAHEAD_HOLD_LIMIT = 32 * 1024 * 1024;
 /** Unused fetch buffers kept for reuse (see SharedBufferPool): enough for the readahead and the held bytes. */
 const FETCH_POOL_BYTES = 48 * 1024 * 1024;
 
+/** The pooled buffer a fetch's bytes are in; returned to the pool when the fetch's `refs` drops to 0. */
+interface FetchBuffer {
+  buf: Buffer | undefined;
+}
+
 /**
  * One fetch of a chunk from the remote: GET into a pooled shared buffer, then (on a seal worker) cache file write,
  * in place decryption and verification. Readers join it and copy the plaintext out.
  */
-interface Inflight {
+interface Inflight extends FetchBuffer {
   /** Settles when the GET has finished (either way): a readahead slot is busy only that long. */
   readonly got: Promise<void>;
   /** The verified plaintext (a view of `buf`, or its own buffer for a compressed chunk); rejects as the fetch did. */
   readonly opened: Promise<Uint8Array>;
   /** Settles with `opened`: by then the cache file is written and indexed, or was skipped. */
   readonly written: Promise<void>;
-  /** The pooled buffer the bytes are in; returned to the pool when `refs` drops to 0. */
-  buf: Buffer | undefined;
   /** Users of `buf`: the fetch itself until it is opened (or the readahead hold after), and each reader copying out. */
   refs: number;
   /** A reader joined (or started) this fetch: readahead need not hold its plaintext afterwards. */
@@ -139,10 +142,6 @@ interface Inflight {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const noop = (): void => undefined;
-
-/** memcpy when the addon is there: V8 copies to or from shared memory with a far slower relaxed-atomic loop. */
-const copyBytes = (dst: Uint8Array, offset: number, src: Uint8Array): void =>
-  accel ? accel.copy(dst, offset, src) : dst.set(src, offset);
 
 /** A reader's own copy of plaintext that lives in a pooled buffer (or is shared with other readers). */
 function copyOut(plain: Uint8Array): Buffer {
@@ -730,14 +729,20 @@ export class CachedChunkStore implements ChunkStore {
       }
       if (this.lru.get(ref.id) === e && e.inUse === 0) this.evict(e);
     }
-    const f = this.fetch(ref, false);
-    f.wanted = true;
-    f.refs++;
+    const f = this.joinFetch(ref);
     try {
       return copyOut(await f.opened);
     } finally {
       this.unref(f);
     }
+  }
+
+  /** Start or join the fetch of `ref` as a reader: its plaintext is not held for later, and it is ours until unref. */
+  private joinFetch(ref: ChunkRef): Inflight {
+    const f = this.fetch(ref, false);
+    f.wanted = true;
+    f.refs++;
+    return f;
   }
 
   /** One fetch of `ref` less is using its buffer; the last one returns it to the pool. */
@@ -756,16 +761,10 @@ export class CachedChunkStore implements ChunkStore {
     const cur = this.inflight.get(ref.id);
     if (cur) return cur;
     let gotDone!: () => void;
-    const f: Inflight = {
-      got: new Promise<void>((r) => (gotDone = r)),
-      opened: undefined as unknown as Promise<Uint8Array>,
-      written: undefined as unknown as Promise<void>,
-      buf: undefined,
-      refs: 1,
-      wanted: !hold,
-    };
-    const opened = this.fetchAndOpen(ref, f, gotDone);
-    Object.assign(f, { opened, written: opened.then(noop, noop) });
+    const got = new Promise<void>((r) => (gotDone = r));
+    const state: FetchBuffer & Pick<Inflight, 'refs' | 'wanted'> = { buf: undefined, refs: 1, wanted: !hold };
+    const opened = this.fetchAndOpen(ref, state, gotDone);
+    const f: Inflight = Object.assign(state, { got, opened, written: opened.then(noop, noop) });
     this.inflight.set(ref.id, f);
     opened.then(
       (plain) => {
@@ -781,7 +780,7 @@ export class CachedChunkStore implements ChunkStore {
    * GET the chunk, then have a seal worker write its cache file (when room can be made without waiting: a full cache
    * of pinned/dirty chunks skips it), decrypt and verify it; index the file only once it is whole and verified.
    */
-  private async fetchAndOpen(ref: ChunkRef, f: Inflight, gotDone: () => void): Promise<Uint8Array> {
+  private async fetchAndOpen(ref: ChunkRef, f: FetchBuffer, gotDone: () => void): Promise<Uint8Array> {
     let sealed: Buffer;
     try {
       sealed = await this.fetchRemote(ref, f);
@@ -823,7 +822,7 @@ export class CachedChunkStore implements ChunkStore {
   }
 
   /** `f`'s pooled buffer, of exactly `n` bytes (a retry may need another size). */
-  private fetchBuffer(f: Inflight, n: number): Buffer {
+  private fetchBuffer(f: FetchBuffer, n: number): Buffer {
     if (f.buf !== undefined && f.buf.length === n) return f.buf;
     if (f.buf !== undefined) this.fetchPool.release(f.buf);
     f.buf = this.fetchPool.acquire(n);
@@ -831,7 +830,7 @@ export class CachedChunkStore implements ChunkStore {
   }
 
   /** The chunk's sealed bytes from the remote, in `f`'s pooled buffer. */
-  private async fetchRemote(ref: ChunkRef, f: Inflight): Promise<Buffer> {
+  private async fetchRemote(ref: ChunkRef, f: FetchBuffer): Promise<Buffer> {
     const key = remoteKey(ref.id);
     const max = ref.size + SEAL_OVERHEAD;
     const impossible = (n: number): ChunkCorruptError => {
@@ -849,7 +848,7 @@ export class CachedChunkStore implements ChunkStore {
               badSize = n; // refused without allocating it: the remote then fails the read
               return new Uint8Array(0);
             },
-            ...(accel ? { copy: accel.copy } : {}),
+            copy: copyBytes,
           });
         } else b = await this.remote.get(key);
         if (b.length > max || b.length < SEAL_OVERHEAD) throw impossible(b.length);
@@ -967,9 +966,7 @@ export class CachedChunkStore implements ChunkStore {
     tx();
     for (const r of refs) {
       if (this.lru.has(r.id)) continue;
-      const f = this.fetch(r, false);
-      f.wanted = true;
-      f.refs++;
+      const f = this.joinFetch(r);
       try {
         await f.opened; // verified before it is promised to be available offline
       } finally {

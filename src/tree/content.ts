@@ -1,7 +1,8 @@
 // An open file's content: chunk-backed segments plus dirty in-memory and hole segments; reads, writes, truncate,
 // re-chunking into a new chunk list. Knows the ChunkStore interface only; nothing of the tree, SQLite or FUSE.
 import { HOLE_ID, isHole, type ChunkRef, type ChunkStore } from '../chunks/types.js';
-import { copyInto, TailBuffers } from './tail-buffers.js';
+import { copyBytes } from '../chunks/accel.js';
+import { TailBuffers } from './tail-buffers.js';
 
 /**
  * A byte range of the file: part of a stored chunk, dirty bytes in memory, or a hole (zeros). A dirty segment that is
@@ -199,17 +200,17 @@ export class FileContent {
           Math.max(growLimit, last.len + data.length),
         );
         const grown = this.tails.take(cap);
-        copyInto(grown, 0, last.buf.subarray(0, last.len));
+        copyBytes(grown, 0, last.buf.subarray(0, last.len));
         this.tails.retire(last.buf);
         last.buf = grown;
       }
-      copyInto(last.buf, last.len, data);
+      copyBytes(last.buf, last.len, data);
       last.len += data.length;
     } else if (offset >= this._size) {
       if (offset > this._size) this.segs.push({ k: 'z', len: offset - this._size });
       const cap = Math.max(data.length, Math.min(growLimit, data.length * 4));
       const buf = this.tails.take(cap);
-      copyInto(buf, 0, data);
+      copyBytes(buf, 0, data);
       this.segs.push({ k: 'm', buf, len: data.length });
     } else {
       const buf = Buffer.from(data);
@@ -292,7 +293,7 @@ export class FileContent {
     }
     const rest = last.len - off;
     const buf = this.tails.take(Math.max(rest, last.buf.length));
-    copyInto(buf, 0, data.subarray(off));
+    copyBytes(buf, 0, data.subarray(off));
     this.tails.retire(last.buf);
     this.segs.splice(n - 1, 1, ...cut, { k: 'm', buf, len: rest });
   }

@@ -1,17 +1,5 @@
 // Buffers for one open file's streaming tail (FileContent): shared memory, handed to the sealing worker without a
 // copy, and reused once nothing refers to them. Knows nothing of chunks or stores.
-import { accel } from '../chunks/accel.js';
-
-/**
- * Copy `src` into `dst` at `offset`. V8 copies into shared memory with a relaxed-atomic word loop (another thread
- * might read it); perf showed it as a fifth of a sequential writer's daemon CPU. The ranges written here are a tail
- * buffer's free end or a fresh buffer, which no other thread reads until they are handed over, so the native addon's
- * plain memcpy is safe; without the addon, TypedArray.set.
- */
-export function copyInto(dst: Uint8Array, offset: number, src: Uint8Array): void {
-  if (accel !== undefined && dst.buffer instanceof SharedArrayBuffer) accel.copy(dst, offset, src);
-  else dst.set(src, offset);
-}
 
 /** Below this a tail gets ordinary (pooled) memory: small files never reach a worker (small chunks seal inline). */
 const SHARED_MIN = 256 * 1024;
