@@ -3,7 +3,6 @@
 // a replica remounted while its remote is unreachable serves its cache, takes writes, and catches up later.
 // Once per backend: dir, SFTP (the real sshd) and S3 (the real Ceph RGW).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
@@ -22,23 +21,11 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { openRemote } from '../remote/index.js';
+import { runCli as arbor } from '../cli/testing/run-cli.js';
 import { inCI } from '../remote/test-env.js';
-import { backends } from './testing/e2e.js';
-
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
-
-function arbor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], (err, stdout, stderr) => {
-      const code = err ? Number((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+import { backends, clearRemote } from './testing/e2e.js';
 
 async function tree(root: string): Promise<string[]> {
   const out: string[] = [];
@@ -67,11 +54,7 @@ const tmps: string[] = [];
 const remotes: string[] = [];
 after(async () => {
   for (const m of mounted) await arbor('unmount', m);
-  for (const url of remotes) {
-    const r = await openRemote(url);
-    for (const k of await r.list('')) await r.delete(k);
-    await r.close();
-  }
+  for (const url of remotes) await clearRemote(url);
   for (const t of tmps) await rm(t, { recursive: true, force: true });
 });
 

@@ -106,16 +106,22 @@ backends.push(
       },
 );
 
+/** Delete every object under a test's remote URL (SFTP and S3 remotes outlive the test's temp directory). */
+export async function clearRemote(url: string): Promise<void> {
+  const r = await openRemote(url);
+  try {
+    for (const k of await r.list('')) await r.delete(k);
+  } finally {
+    await r.close();
+  }
+}
+
 /** Run the scenario on one backend; `cleanups` receives what removes its remote objects and temp files. */
 export async function scenario(b: Backend, cleanups: Array<() => Promise<void>>): Promise<void> {
   const tmp = await mkdtemp(join(tmpdir(), `arbor-sync-e2e-${b.name}-`));
   const { url, unreachable } = await b.make(tmp);
   cleanups.push(async () => {
-    if (b.name !== 'dir') {
-      const r = await openRemote(url);
-      for (const k of await r.list('')) await r.delete(k);
-      await r.close();
-    }
+    if (b.name !== 'dir') await clearRemote(url);
     await rm(tmp, { recursive: true, force: true });
   });
   const [A, B, C, D] = ['a', 'b', 'c', 'd'].map((n) => join(tmp, n)) as [string, string, string, string];
