@@ -250,13 +250,19 @@ export class StateDb {
    * `key` goes into `pending` while the write is queued, for the reads that flush only for their own key.
    */
   #write(stmt: Statement<unknown[]>, args: unknown[], pending?: Set<string>, key?: string): void {
+    this.#enqueue({ stmt, args }, pending, key);
+  }
+
+  /** #write for a prepared Write; whether it was queued (false: it ran now). */
+  #enqueue(w: Write, pending?: Set<string>, key?: string): boolean {
     if (this.#groupMs === undefined || this.#open) {
-      stmt.run(...args);
-      return;
+      this.#run(w);
+      return false;
     }
-    this.#queue.push({ stmt, args });
+    this.#queue.push(w);
     if (pending !== undefined && key !== undefined) pending.add(key);
     this.#timer ??= setTimeout(() => this.#flushQuietly(), this.#groupMs).unref();
+    return true;
   }
 
   /** Drop queued writes from index `at` on (a `tx` that threw). */
@@ -359,15 +365,10 @@ export class StateDb {
    * its last operation — which is what the writes in order would have left. Without group commit it runs now.
    */
   setRegsLater(id: string): void {
-    if (this.#groupMs === undefined || this.#open) {
-      this.s.setRegs.run(id, this.#regsOf!(id));
-      return;
-    }
+    // #later holds only queued writes (a flush clears it), so a node found there is written by the queue already.
     if (this.#later.has(id)) return;
-    this.#later.add(id);
-    this.#queue.push({ stmt: this.s.setRegs as Statement<unknown[]>, args: [id], later: true });
-    this.#pendingNodes.add(id);
-    this.#timer ??= setTimeout(() => this.#flushQuietly(), this.#groupMs).unref();
+    const w: Write = { stmt: this.s.setRegs as Statement<unknown[]>, args: [id], later: true };
+    if (this.#enqueue(w, this.#pendingNodes, id)) this.#later.add(id);
   }
   getNode(id: string): NodeRow | undefined {
     if (this.#pendingNodes.has(id)) this.flush();
