@@ -2,10 +2,12 @@
 // is linked into node itself (no copies: output goes straight into a caller-provided buffer, where node's cipher
 // API allocates a fresh buffer per update), and the gear-hash cut scan. Optional: src/chunks/accel.ts falls back
 // to byte-identical JavaScript when this addon is not built.
+#define _GNU_SOURCE /* O_DIRECT, strerrorname_np */
 #include <stdint.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
+#include <stdio.h>
 #include <string.h>
 #ifdef __linux__
 #include <fcntl.h>
@@ -13,11 +15,13 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 #endif
+#include <errno.h>
 #include <node_api.h>
 #include <openssl/evp.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include "direct.h"
 
 #define NONCE 12
 #define TAG 16
@@ -387,6 +391,20 @@ static napi_value TuneMalloc(napi_env env, napi_callback_info info) {
 #endif
 }
 
+#define PATH_ARG_MAX 4096
+
+/* A path argument copied into `buf` (PATH_ARG_MAX bytes); false (a TypeError thrown naming `fn`) otherwise. */
+static bool path_arg(napi_env env, napi_value v, char *buf, const char *fn) {
+  size_t n;
+  if (napi_get_value_string_utf8(env, v, buf, PATH_ARG_MAX, &n) != napi_ok || n >= PATH_ARG_MAX - 1) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: path must be a string shorter than 4 KiB", fn);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  return true;
+}
+
 /*
  * markTopDir(path) -> bool: set FS_TOPDIR_FL (chattr +T) on a directory, so ext4's Orlov allocator spreads the
  * subdirectories made under it afterwards over block groups as it does for top-level directories, instead of
@@ -398,12 +416,8 @@ static napi_value TuneMalloc(napi_env env, napi_callback_info info) {
 static napi_value MarkTopDir(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args(env, info, 1, argv, "markTopDir(path)")) return NULL;
-  char path[4096];
-  size_t n;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &n) != napi_ok || n >= sizeof path - 1) {
-    napi_throw_type_error(env, NULL, "markTopDir: path must be a string shorter than 4 KiB");
-    return NULL;
-  }
+  char path[PATH_ARG_MAX];
+  if (!path_arg(env, argv[0], path, "markTopDir")) return NULL;
 #if defined(__linux__) && defined(FS_TOPDIR_FL)
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return make_bool(env, false);
@@ -418,6 +432,30 @@ static napi_value MarkTopDir(napi_env env, napi_callback_info info) {
 #else
   return make_bool(env, false);
 #endif
+}
+
+/*
+ * writeFileDirect(path, bytes) -> boolean: direct.c's write_file_direct. True when the page cache was bypassed,
+ * false when the filesystem made it an ordinary write; throws an Error whose code is the errno name on failure.
+ */
+static napi_value WriteFileDirect(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args(env, info, 2, argv, "writeFileDirect(path, bytes)")) return NULL;
+  char path[PATH_ARG_MAX];
+  if (!path_arg(env, argv[0], path, "writeFileDirect")) return NULL;
+  size_t len;
+  const uint8_t *src = bytes_of(env, argv[1], &len);
+  if (src == NULL) return NULL;
+  bool was_direct = false;
+  int err = write_file_direct(path, src, len, &was_direct);
+  if (err != 0) {
+    char msg[4200];
+    const char *name = strerrorname_np(err);
+    snprintf(msg, sizeof msg, "%s: %s, open '%s'", name ? name : "EIO", strerror(err), path);
+    napi_throw_error(env, name ? name : "EIO", msg);
+    return NULL;
+  }
+  return make_bool(env, was_direct);
 }
 
 NAPI_MODULE_INIT() {
@@ -435,5 +473,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "tuneMalloc", f);
   napi_create_function(env, "markTopDir", NAPI_AUTO_LENGTH, MarkTopDir, NULL, &f);
   napi_set_named_property(env, exports, "markTopDir", f);
+  napi_create_function(env, "writeFileDirect", NAPI_AUTO_LENGTH, WriteFileDirect, NULL, &f);
+  napi_set_named_property(env, exports, "writeFileDirect", f);
   return exports;
 }

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "accel",
-      "sources": ["accel.c"],
+      "sources": ["accel.c", "direct.c"],
       "cflags": ["-O3", "-Wall"]
     }
   ]

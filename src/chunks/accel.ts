@@ -43,6 +43,12 @@ export interface Accel {
    * spread over block groups. False where the filesystem has no such flag. Absent from addons built before it.
    */
   markTopDir?(path: string): boolean;
+  /**
+   * Create (or truncate) `path`, mode 0600, holding `bytes`: whole 4 KiB blocks with O_DIRECT, so the page cache is
+   * left alone, the rest buffered; an ordinary write where the filesystem refuses O_DIRECT. True when it bypassed
+   * the page cache. Throws an Error whose `code` is the errno name. Not fsynced. Absent from older builds.
+   */
+  writeFileDirect?(path: string, bytes: Uint8Array): boolean;
 }
 
 /**

@@ -3,6 +3,7 @@
 // and the store's inline path; knows FsCrypto and the cache file layout, not the cache index.
 import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { ChunkCorruptError } from '../errors.js';
+import { accel } from './accel.js';
 import { madeCacheFilePath } from './cache-files.js';
 import type { FsCrypto } from './crypto.js';
 
@@ -69,18 +70,36 @@ export function openFetched(
   };
 }
 
+/**
+ * A fetched chunk's cache file bypasses the page cache where it can (accel.writeFileDirect): it is read again only
+ * on a cache hit, while a buffered write allocated a page-cache page per 4 KiB — on the measurement VMs often a page
+ * the host had taken back, which made the kernel's copy a sixth of a cold reader's CPU.
+ */
 function writeWhole(path: string, bytes: Uint8Array): void {
+  if (accel?.writeFileDirect !== undefined) {
+    try {
+      accel.writeFileDirect(path, bytes);
+    } catch (err) {
+      removeQuietly(path);
+      throw err;
+    }
+    return;
+  }
   const fd = openSync(path, 'w', 0o600);
   try {
     for (let n = 0; n < bytes.length;) n += writeSync(fd, bytes, n, bytes.length - n);
   } catch (err) {
     closeSync(fd);
-    try {
-      unlinkSync(path);
-    } catch {
-      // never mind: reconcile removes files the index does not list
-    }
+    removeQuietly(path);
     throw err;
   }
   closeSync(fd);
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // never mind: reconcile removes files the index does not list
+  }
 }
