@@ -68,6 +68,12 @@ test('any tampering, truncation or mismatched id is ChunkCorruptError, never wro
           const bad = Uint8Array.from(sealed);
           bad[at] = bad[at]! ^ x;
           assert.throws(() => fsc.openChunk(id, bad, data.length), ChunkCorruptError);
+          // The read paths' open (tag only, in place) catches every flipped bit just the same.
+          const inPlace = Uint8Array.from(bad);
+          assert.throws(
+            () => fsc.openChunk(id, inPlace, data.length, { inPlace: true, checkId: false }),
+            ChunkCorruptError,
+          );
         },
       ),
       { numRuns: 100 },
@@ -77,7 +83,14 @@ test('any tampering, truncation or mismatched id is ChunkCorruptError, never wro
     assert.throws(() => fsc.openChunk(id, sealed, data.length + 1), ChunkCorruptError);
     const otherId = fsc.chunkId(Buffer.from('x'));
     assert.throws(() => fsc.openChunk(otherId, sealed), ChunkCorruptError);
+    // An object stored under another chunk's name fails the tag alone: the key is derived from the id.
+    assert.throws(() => fsc.openChunk(otherId, sealed, undefined, { checkId: false }), ChunkCorruptError);
+    same(fsc.openChunk(id, Uint8Array.from(sealed), data.length, { inPlace: true, checkId: false }), data);
   }
+  // Only a holder of the secret can seal other bytes under an id; the id check (fsck's) is what catches that.
+  const forged = fsc.sealChunk(id, Buffer.from('not the bytes this id names'));
+  assert.throws(() => fsc.openChunk(id, forged), /does not match its id/);
+  same(fsc.openChunk(id, forged, undefined, { checkId: false }), Buffer.from('not the bytes this id names'));
   const err = (() => {
     try {
       fsc.openChunk(id, new Uint8Array(40));

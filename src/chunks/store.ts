@@ -712,7 +712,8 @@ export class CachedChunkStore implements ChunkStore {
       }
       if (sealed) {
         try {
-          const plain = this.crypto.openChunk(ref.id, sealed, ref.size);
+          // readFile's buffer is this call's alone: decrypt it in place (FsCrypto.openChunk says why the tag suffices).
+          const plain = this.crypto.openChunk(ref.id, sealed, ref.size, { inPlace: true, checkId: false });
           if (this.lru.has(ref.id)) this.touch(e);
           return plain;
         } catch (err) {
