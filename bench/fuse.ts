@@ -40,7 +40,7 @@ function knobs(args: string[]): Knobs {
     dir: val('--dir') ?? os.tmpdir(),
     sizeMib: Number(val('--size-mib') ?? 1024),
     files: Number(val('--files') ?? 10_000),
-    rounds: Number(val('--rounds') ?? 3),
+    rounds: Number(val('--rounds') ?? 5),
     phases: phasesOf(val('--phases')),
   };
 }
@@ -225,7 +225,11 @@ export async function run(opts: BenchOptions): Promise<Record<string, Metric>> {
       // A fresh source per round so arbor's dedup never sees data it already stored; it is in the page cache.
       const src = path.join(root, `src-${r}.bin`);
       if (k.phases.has('write')) await writeNoise(src, bytes, 0x5eed + r);
-      for (const t of k.phases.has('write') ? targets : []) {
+      // Each round starts with another target, so none is always measured right after the same neighbour (whose
+      // freed page cache and background work the next one inherits: on the measurement VMs, free memory goes back to
+      // the host, and the first touch of such a page costs far more than a reuse).
+      const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
+      for (const t of k.phases.has('write') ? order : []) {
         const f = path.join(t.dir, `seq-${r}.bin`);
         await settle(targets);
         const w = await timed(() => dd(src, f));
@@ -250,7 +254,7 @@ export async function run(opts: BenchOptions): Promise<Record<string, Metric>> {
       }
       fs.rmSync(src, { force: true });
 
-      for (const t of k.phases.has('meta') ? targets : []) {
+      for (const t of k.phases.has('meta') ? order : []) {
         await settle(targets);
         const d = path.join(t.dir, `meta-${r}`);
         fs.mkdirSync(d);

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #endif
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __linux__
 #include <fcntl.h>
@@ -434,6 +435,18 @@ static napi_value MarkTopDir(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* An Error for errno `err` on `path`, its `code` the errno name (as node:fs errors have). */
+static napi_value errno_error(napi_env env, int err, const char *path) {
+  const char *name = strerrorname_np(err);
+  char msg[PATH_ARG_MAX + 128];
+  snprintf(msg, sizeof msg, "%s: %s, open '%s'", name ? name : "EIO", strerror(err), path);
+  napi_value code, text, e;
+  napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text);
+  napi_create_error(env, code, text, &e);
+  return e;
+}
+
 /*
  * writeFileDirect(path, bytes) -> boolean: direct.c's write_file_direct. True when the page cache was bypassed,
  * false when the filesystem made it an ordinary write; throws an Error whose code is the errno name on failure.
@@ -449,13 +462,88 @@ static napi_value WriteFileDirect(napi_env env, napi_callback_info info) {
   bool was_direct = false;
   int err = write_file_direct(path, src, len, &was_direct);
   if (err != 0) {
-    char msg[4200];
-    const char *name = strerrorname_np(err);
-    snprintf(msg, sizeof msg, "%s: %s, open '%s'", name ? name : "EIO", strerror(err), path);
-    napi_throw_error(env, name ? name : "EIO", msg);
+    napi_throw(env, errno_error(env, err, path));
     return NULL;
   }
   return make_bool(env, was_direct);
+}
+
+/* One writeFileDirectAsync call: what the threadpool thread needs, and what the callback gets back. */
+typedef struct {
+  napi_async_work work;
+  napi_ref callback_ref;
+  uint8_t *copy; /* the caller's bytes, copied into a 4 KiB-aligned buffer of direct.c's pool */
+  size_t len;
+  char path[PATH_ARG_MAX];
+  int err;
+  bool was_direct;
+} DirectWrite;
+
+static void direct_write_execute(napi_env env, void *data) {
+  (void)env;
+  DirectWrite *w = data;
+  w->err = write_file_direct(w->path, w->copy, w->len, &w->was_direct);
+}
+
+static void direct_write_complete(napi_env env, napi_status status, void *data) {
+  DirectWrite *w = data;
+  napi_value cb, argv[2], undef;
+  napi_get_undefined(env, &undef);
+  napi_get_reference_value(env, w->callback_ref, &cb);
+  if (status != napi_ok && w->err == 0) w->err = ECANCELED;
+  argv[0] = w->err != 0 ? errno_error(env, w->err, w->path) : undef;
+  argv[1] = make_bool(env, w->was_direct);
+  direct_buffer_give(w->copy, w->len);
+  napi_delete_reference(env, w->callback_ref);
+  napi_delete_async_work(env, w->work);
+  free(w);
+  napi_call_function(env, undef, cb, 2, argv, NULL);
+}
+
+/*
+ * writeFileDirectAsync(path, bytes, callback(err, wasDirect)): writeFileDirect on a libuv threadpool thread, so the
+ * calling thread goes on (decrypting the chunk, sealing the next one) while the device takes the bytes. `bytes` is
+ * copied (memcpy into a reused aligned buffer, which direct I/O needs anyway) before this returns, so the caller may
+ * change it at once.
+ */
+static napi_value WriteFileDirectAsync(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!args(env, info, 3, argv, "writeFileDirectAsync(path, bytes, callback)")) return NULL;
+  DirectWrite *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    napi_throw_error(env, NULL, "writeFileDirectAsync: out of memory");
+    return NULL;
+  }
+  napi_valuetype cb_type;
+  napi_typeof(env, argv[2], &cb_type);
+  const uint8_t *src;
+  if (!path_arg(env, argv[0], w->path, "writeFileDirectAsync") || (src = bytes_of(env, argv[1], &w->len)) == NULL) {
+    free(w);
+    return NULL;
+  }
+  if (cb_type != napi_function) {
+    free(w);
+    napi_throw_type_error(env, NULL, "writeFileDirectAsync: callback must be a function");
+    return NULL;
+  }
+  w->copy = direct_buffer_take(w->len);
+  if (w->copy == NULL) {
+    free(w);
+    napi_throw_error(env, NULL, "writeFileDirectAsync: out of memory");
+    return NULL;
+  }
+  memcpy(w->copy, src, w->len);
+  napi_value name;
+  napi_create_string_utf8(env, "arbor:writeFileDirect", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, argv[2], 1, &w->callback_ref) != napi_ok ||
+      napi_create_async_work(env, NULL, name, direct_write_execute, direct_write_complete, w, &w->work) != napi_ok ||
+      napi_queue_async_work(env, w->work) != napi_ok) {
+    direct_buffer_give(w->copy, w->len);
+    free(w);
+    napi_throw_error(env, NULL, "writeFileDirectAsync: could not queue the write");
+    return NULL;
+  }
+  return NULL;
 }
 
 NAPI_MODULE_INIT() {
@@ -475,5 +563,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "markTopDir", f);
   napi_create_function(env, "writeFileDirect", NAPI_AUTO_LENGTH, WriteFileDirect, NULL, &f);
   napi_set_named_property(env, exports, "writeFileDirect", f);
+  napi_create_function(env, "writeFileDirectAsync", NAPI_AUTO_LENGTH, WriteFileDirectAsync, NULL, &f);
+  napi_set_named_property(env, exports, "writeFileDirectAsync", f);
   return exports;
 }

@@ -91,3 +91,41 @@ int write_file_direct(const char *path, const uint8_t *src, size_t len, bool *wa
   return ENOSYS;
 #endif
 }
+
+/*
+ * Aligned copies for asynchronous writes, reused: taken and given back on the thread that queues the writes (their
+ * completions run there too), so each thread keeps its own few.
+ */
+#define POOL_KEEP 8
+static __thread struct {
+  uint8_t *buf;
+  size_t cap;
+} pool[POOL_KEEP];
+static __thread int pooled;
+
+uint8_t *direct_buffer_take(size_t n) {
+  for (int i = pooled - 1; i >= 0; i--) {
+    if (pool[i].cap >= n) {
+      uint8_t *b = pool[i].buf;
+      pool[i] = pool[--pooled];
+      return b;
+    }
+  }
+  /* Room for the largest chunk seen so far, so buffers stay few; a 4 KiB multiple, as the write's whole blocks. */
+  size_t want = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+  if (want == 0) want = ALIGN;
+  void *p = NULL;
+  return posix_memalign(&p, ALIGN, want) == 0 ? p : NULL;
+}
+
+void direct_buffer_give(uint8_t *b, size_t n) {
+  size_t cap = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+  if (cap == 0) cap = ALIGN;
+  if (pooled < POOL_KEEP) {
+    pool[pooled].buf = b;
+    pool[pooled].cap = cap;
+    pooled++;
+    return;
+  }
+  free(b);
+}

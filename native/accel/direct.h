@@ -11,4 +11,11 @@
  */
 int write_file_direct(const char *path, const uint8_t *src, size_t len, bool *was_direct);
 
+/*
+ * A 4 KiB-aligned buffer of at least `n` bytes from this thread's pool (or new); NULL when out of memory. Give it
+ * back with its length when done.
+ */
+uint8_t *direct_buffer_take(size_t n);
+void direct_buffer_give(uint8_t *b, size_t n);
+
 #endif

@@ -188,6 +188,44 @@ test(
   },
 );
 
+test(
+  'writeFileDirectAsync: copies the bytes before it returns, writes them whole, reports errors with their errno',
+  {
+    skip:
+      skip || (accel?.writeFileDirectAsync === undefined ? 'addon built before writeFileDirectAsync' : false),
+  },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'arbor-direct-async-'));
+    const write = (file: string, bytes: Uint8Array): Promise<boolean> =>
+      new Promise((resolve, reject) =>
+        accel!.writeFileDirectAsync!(file, bytes, (err, direct) => (err ? reject(err) : resolve(direct))),
+      );
+    try {
+      // Several at once (the pool hands out and takes back its aligned copies), each changed right after the call.
+      const sizes = [0, 1, 4096, 4097, 70_001, (1 << 20) + 5, 3 << 20];
+      const originals = sizes.map((n) => randomBytes(n));
+      const pending = originals.map((o, i) => {
+        const mine = Buffer.from(o);
+        const p = write(join(dir, `f${i}`), mine.subarray(0));
+        mine.fill(0xee); // after the call: the file must still get the original bytes
+        return p;
+      });
+      await Promise.all(pending);
+      originals.forEach((o, i) => assert.deepEqual(readFileSync(join(dir, `f${i}`)), o, `size ${o.length}`));
+      assert.equal(statSync(join(dir, 'f3')).mode & 0o777, 0o600);
+      await assert.rejects(
+        write(join(dir, 'missing', 'f'), randomBytes(5000)),
+        (err: NodeJS.ErrnoException) => {
+          assert.equal(err.code, 'ENOENT');
+          return true;
+        },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
 test('CI builds native/accel (a silent JS fallback would halve the pipeline unnoticed)', (t) => {
   if (process.env.CI !== 'true' || process.env.ARBOR_NO_NATIVE === '1')
     return t.skip('only checked under CI=true');

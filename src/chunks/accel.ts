@@ -49,6 +49,16 @@ export interface Accel {
    * the page cache. Throws an Error whose `code` is the errno name. Not fsynced. Absent from older builds.
    */
   writeFileDirect?(path: string, bytes: Uint8Array): boolean;
+  /**
+   * writeFileDirect on a libuv threadpool thread; `callback(err, wasDirect)` on this thread when done (err's `code`
+   * is the errno name). `bytes` is copied before this returns: the caller may change it at once. Absent from older
+   * builds.
+   */
+  writeFileDirectAsync?(
+    path: string,
+    bytes: Uint8Array,
+    callback: (err: NodeJS.ErrnoException | undefined, wasDirect: boolean) => void,
+  ): void;
 }
 
 /**

@@ -8,7 +8,7 @@ import { Errno, fsError, type ErrnoName } from '../errors.js';
 import { cacheFilePath, writeCacheFileSync } from './cache-files.js';
 import type { Compression } from './crypto.js';
 import { FsCrypto } from './crypto.js';
-import { type FetchedOutcome, openFetched } from './fetched.js';
+import { type CacheContext, type FetchedOutcome, openFetched } from './fetched.js';
 
 /**
  * A job sent to a worker: the chunk bytes (a view of the caller's SharedArrayBuffer, or a private copy, transferred),
@@ -133,9 +133,7 @@ export class SealPool {
     const slot = sealed.buffer instanceof SharedArrayBuffer ? this.pick() : undefined;
     if (slot === undefined) {
       try {
-        return Promise.resolve(
-          openFetched(this.crypto, this.cacheDir, this.madeDirs, id, size, sealed, write),
-        );
+        return Promise.resolve(openFetched(this.cacheContext(), id, size, sealed, write));
       } catch (err) {
         return Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
@@ -153,6 +151,10 @@ export class SealPool {
       if (slot.busy++ === 0) slot.worker.ref();
       slot.worker.postMessage(job, transfer);
     });
+  }
+
+  private cacheContext(): CacheContext {
+    return { crypto: this.crypto, cacheDir: this.cacheDir, madeDirs: this.madeDirs };
   }
 
   private sealInline(data: Uint8Array, compression: Compression, force: boolean): StoredChunk {

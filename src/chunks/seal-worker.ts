@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { cacheFilePath, writeCacheFileSync } from './cache-files.js';
 import type { ChunkIdAlgorithm } from './chunk-id.js';
 import { FsCrypto } from './crypto.js';
-import { openFetched } from './fetched.js';
+import { openFetchedAsync } from './fetched.js';
 import type { WorkerJob, SealResult } from './seal-pool.js';
 
 // The id algorithm comes from arbor.json via the main thread's FsCrypto: a worker must never hash differently.
@@ -32,9 +32,12 @@ parentPort!.on('message', (m: WorkerJob) => {
   let msg: SealResult;
   try {
     if (m.kind === 'fetched') {
-      const fetched = openFetched(crypto, cacheDir, madeDirs, m.id, m.size, m.sealed, m.write);
       // A compressed chunk's plaintext is a buffer of its own: copied across (rare; chunks that compress are small).
-      parentPort!.postMessage({ n: m.n, fetched } satisfies SealResult);
+      openFetchedAsync({ crypto, cacheDir, madeDirs }, m, (fetched) =>
+        parentPort!.postMessage(
+          (fetched instanceof Error ? failure(m.n, fetched) : { n: m.n, fetched }) satisfies SealResult,
+        ),
+      );
       return;
     }
     const id = crypto.chunkId(m.data);
@@ -46,8 +49,12 @@ parentPort!.on('message', (m: WorkerJob) => {
       msg = { n: m.n, id, stored: sealed.length };
     }
   } catch (err) {
-    const code = err && typeof err === 'object' && 'code' in err ? String(err.code) : undefined;
-    msg = { n: m.n, error: err instanceof Error ? err.message : String(err), ...(code ? { code } : {}) };
+    msg = failure(m.n, err);
   }
   parentPort!.postMessage(msg);
 });
+
+function failure(n: number, err: unknown): SealResult {
+  const code = err && typeof err === 'object' && 'code' in err ? String(err.code) : undefined;
+  return { n, error: err instanceof Error ? err.message : String(err), ...(code ? { code } : {}) };
+}

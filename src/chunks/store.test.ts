@@ -332,6 +332,8 @@ test('readahead hands its fetched bytes to the first reader (decrypted in place)
   await assert.rejects(reader.get(refs[5]!), ChunkCorruptError);
   assert.equal(remote.calls.get - before, 2, 'the corrupt chunk was refetched once before failing');
   assert.ok(r.logs.some((l) => l.includes(refs[5]!.id) && l.includes('corrupt')));
+  // Its cache file was written (on a threadpool thread, while it was decrypted) and removed again once it failed.
+  assert.equal(existsSync(join(r.dir, 'cache', refs[5]!.id.slice(0, 2), refs[5]!.id)), false);
   await reader.close();
 });
 
