@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "accel",
-      "sources": ["accel.c"],
+      "sources": ["accel.c", "gcm-vaes.c"],
       "cflags": ["-O3", "-Wall"]
     }
   ]
