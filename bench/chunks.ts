@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { accel } from '../src/chunks/accel.js';
 import { blake3Implementation } from '../src/chunks/chunk-id.js';
 import { Chunker, DEFAULT_CHUNKING, chunkerImplementation } from '../src/chunks/chunker.js';
 import { FsCrypto } from '../src/chunks/crypto.js';
@@ -90,7 +91,7 @@ function pipeline(log: BenchOptions['log']): Metric {
       `MiB per CPU-second, best of 5 × 128 MiB incompressible (per-round CPU rates ` +
       `${cpuRates.map((x) => x.toFixed(0)).join('/')}; wall-clock ${rounds.map((x) => x.toFixed(0)).join('/')}), one thread: ` +
       `chunk (${chunkerImplementation}) + ${fsc.chunkIdAlgorithm} id (${blake3Implementation}) + compress sample ` +
-      `check + AES-256-GCM (${gcmImplementation}); per-CPU-second stage rates in the best round: chunker ` +
+      `check + AES-256-GCM (${gcmImplementation}${accel?.gcmImpl ? ` ${accel.gcmImpl}` : ''}); per-CPU-second stage rates in the best round: chunker ` +
       `${mbs(best.chunk)}, id ${mbs(best.id)}, seal ${mbs(best.seal)} MiB/s; baseline = goal; ` +
       `load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`,
   };

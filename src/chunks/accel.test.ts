@@ -2,12 +2,12 @@
 // sealed bytes, so replicas with and without the addon interoperate. Skipped where the addon is not built.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { accel } from './accel.js';
+import { accel, type GcmImpl } from './accel.js';
 import { Chunker, DEFAULT_CHUNKING } from './chunker.js';
 import { GCM_TAG, gcmOpen, gcmSealInto } from './gcm.js';
 
@@ -110,6 +110,134 @@ test('native and node AES-256-GCM give the same bytes and open each other', { sk
       ),
     RangeError,
   );
+});
+
+/** node:crypto's AES-256-GCM: ciphertext ‖ tag. */
+function nodeSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plain: Uint8Array): Buffer {
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(aad);
+  return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+}
+
+/** n deterministic pseudo-random bytes: the AES-256-CTR keystream under a key made from `seed`. */
+function seeded(seed: number, n: number): Buffer {
+  const key = Buffer.alloc(32);
+  key.writeUInt32LE(seed);
+  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(n));
+}
+
+/** Whether this addon can run `impl` here ('vaes-avx512' throws where the CPU or OS lacks it). */
+function runs(impl: GcmImpl): boolean {
+  const a = accel!;
+  if (a.gcmImpl === undefined) return false; // built before the choice existed
+  try {
+    a.gcm(
+      true,
+      new Uint8Array(32),
+      new Uint8Array(12),
+      new Uint8Array(0),
+      new Uint8Array(0),
+      new Uint8Array(16),
+      impl,
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One case against node:crypto: seal out of place and in place (src and out one buffer), both at an odd byte offset;
+ * open both ways; then a flipped bit in the ciphertext, the tag or the AAD must be refused and leave zeros, never
+ * unauthenticated plaintext.
+ */
+function checkGcm(
+  impl: GcmImpl,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  plain: Uint8Array,
+): void {
+  const a = accel!;
+  const n = plain.length;
+  const want = nodeSeal(key, nonce, aad, plain);
+  const shifted = (len: number): Uint8Array => new Uint8Array(len + 3).subarray(3);
+  const sealed = shifted(n + GCM_TAG);
+  assert.equal(a.gcm(true, key, nonce, aad, plain, sealed, impl), true);
+  assert.equal(Buffer.compare(sealed, want), 0);
+  const inPlace = shifted(n + GCM_TAG);
+  inPlace.set(plain);
+  a.gcm(true, key, nonce, aad, inPlace.subarray(0, n), inPlace, impl);
+  assert.equal(Buffer.compare(inPlace, want), 0);
+
+  const opened = shifted(n);
+  assert.equal(a.gcm(false, key, nonce, aad, sealed, opened, impl), true);
+  assert.equal(Buffer.compare(opened, plain), 0);
+  assert.equal(a.gcm(false, key, nonce, aad, inPlace, inPlace.subarray(0, n), impl), true);
+  assert.equal(Buffer.compare(inPlace.subarray(0, n), plain), 0);
+
+  const zeros = new Uint8Array(n);
+  const flips = [n + GCM_TAG - 1, n + (n % GCM_TAG), ...(n > 0 ? [0, n - 1, n >> 1] : [])];
+  for (const at of flips) {
+    const bad = Uint8Array.from(want);
+    bad[at]! ^= 1 << (at & 7);
+    const out = new Uint8Array(n).fill(0xa5);
+    assert.equal(a.gcm(false, key, nonce, aad, bad, out, impl), false, `flipped byte ${at}`);
+    assert.equal(Buffer.compare(out, zeros), 0);
+    assert.equal(a.gcm(false, key, nonce, aad, bad, bad.subarray(0, n), impl), false, `in place, byte ${at}`);
+    assert.equal(Buffer.compare(bad.subarray(0, n), zeros), 0);
+  }
+  const otherAad =
+    aad.length > 0 ? Uint8Array.from(aad, (b, i) => (i === 0 ? b ^ 0x40 : b)) : Uint8Array.of(0);
+  assert.equal(a.gcm(false, key, nonce, otherAad, want, new Uint8Array(n), impl), false);
+  const otherNonce = Uint8Array.from(nonce, (b, i) => (i === 11 ? b ^ 1 : b));
+  assert.equal(a.gcm(false, key, otherNonce, aad, want, new Uint8Array(n), impl), false);
+}
+
+for (const impl of ['vaes-avx512', 'openssl'] as const) {
+  test(
+    `native AES-256-GCM (${impl}) matches node:crypto: any length, AAD, in place or not; tampering refused`,
+    { skip: skip || (!runs(impl) && `this CPU or addon build has no ${impl}`) },
+    () => {
+      const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max });
+      fc.assert(
+        fc.property(
+          bytes(32, 32),
+          bytes(12, 12),
+          // arbor's 1-byte header, none, a few blocks, and more than one 16-block (256-byte) step
+          fc.oneof(bytes(1, 1), bytes(0, 40), bytes(200, 700)),
+          // every tail length around the 16-byte block and 256-byte step, and up to ~70 KiB; as a length and a
+          // seed, so a failure shrinks to the shortest failing length quickly
+          fc.oneof(fc.nat(600), fc.nat(70_000)),
+          fc.nat(),
+          (key, nonce, aad, n, seed) => checkGcm(impl, key, nonce, aad, seeded(seed, n)),
+        ),
+        { numRuns: 250 },
+      );
+      for (const n of [(4 << 20) + 33, 3 << 20, (1 << 20) - 1]) {
+        checkGcm(impl, randomBytes(32), randomBytes(12), randomBytes(1), randomBytes(n));
+      }
+    },
+  );
+}
+
+test('native GCM reports its implementation and refuses unknown ones', { skip }, (t) => {
+  const a = accel!;
+  if (a.gcmImpl === undefined) return t.skip('addon built before gcmImpl');
+  assert.ok(a.gcmImpl === 'vaes-avx512' || a.gcmImpl === 'openssl');
+  if (process.env.ARBOR_GCM_IMPL === 'openssl') assert.equal(a.gcmImpl, 'openssl');
+  else assert.equal(a.gcmImpl, runs('vaes-avx512') ? 'vaes-avx512' : 'openssl');
+  const args = [
+    true,
+    randomBytes(32),
+    randomBytes(12),
+    new Uint8Array(0),
+    new Uint8Array(1),
+    new Uint8Array(17),
+  ];
+  const gcm = a.gcm as (...xs: unknown[]) => boolean;
+  assert.throws(() => gcm(...args, 'aes-ni'), TypeError);
+  assert.throws(() => gcm(...args, 7), TypeError);
 });
 
 test(

@@ -1,12 +1,21 @@
 // The optional native addon for the chunk pipeline's hot loops (native/accel): AES-256-GCM into a caller's buffer
-// and the gear-hash cut scan. Absent (not built, or ARBOR_NO_NATIVE=1) → undefined, and callers use their
-// byte-identical JavaScript paths; accel.test.ts checks both paths against each other.
+// (its own AVX-512 code, or OpenSSL) and the gear-hash cut scan. Absent (not built, or ARBOR_NO_NATIVE=1) →
+// undefined, and callers use their byte-identical JavaScript paths; accel.test.ts checks both paths against each
+// other.
 import { loadOptionalAddon } from '../native.js';
+
+/**
+ * The addon's AES-256-GCM implementations: its own VAES + VPCLMULQDQ code on 512-bit vectors (CPUs with AVX-512
+ * and those extensions, ~2.2× the other) or the OpenSSL linked into node. Same bytes either way.
+ */
+export type GcmImpl = 'vaes-avx512' | 'openssl';
 
 export interface Accel {
   /**
    * AES-256-GCM. Encrypt: out = ciphertext(src.length) ‖ tag(16), returns true. Decrypt: src = ciphertext ‖ tag,
-   * out = plaintext (src.length − 16); returns false when the tag does not verify (discard out then).
+   * out = plaintext (src.length − 16); returns false when the tag does not verify, and out is then zeroed. out may
+   * be src's own bytes (in place). `impl` picks an implementation (tests; 'vaes-avx512' throws where the CPU lacks
+   * it); omitted, `gcmImpl` runs.
    */
   gcm(
     encrypt: boolean,
@@ -15,7 +24,13 @@ export interface Accel {
     aad: Uint8Array,
     src: Uint8Array,
     out: Uint8Array,
+    impl?: GcmImpl,
   ): boolean;
+  /**
+   * Which GCM `gcm` runs by default: 'vaes-avx512' where the CPU and OS support it, unless ARBOR_GCM_IMPL=openssl
+   * is set. Absent from addons built before it (they run OpenSSL).
+   */
+  readonly gcmImpl?: GcmImpl;
   /**
    * Gear-hash scan from `from` (hash 0) with maskS up to `mid`, then maskL up to `to`; the index just past the
    * first cut, or -1. `gear` is the 256-entry table (Int32Array).
