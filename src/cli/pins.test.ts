@@ -227,7 +227,7 @@ describe('path pins', () => {
   });
 
   it('CLI: pin, status, unpin; a missing path and a cache too small are one-line errors', async () => {
-    const { a, b } = await setup();
+    const { t: base, a, b } = await setup();
     await a.close();
     await b.close();
     const dir = b.dir;
@@ -257,6 +257,12 @@ describe('path pins', () => {
     assert.equal(st.pins.bytes, 50_000);
     assert.equal(st.pins.localBytes, 50_000);
     assert.match((await runCliOk('status', dir)).stdout, /^pinned +1 path\(s\), 48\.8 KiB, all local$/m);
+    // An unmounted put into the pinned directory pins the new file before the command exits.
+    await writeFile(join(base, 'put.txt'), 'put into a pinned directory');
+    await runCliOk('put', dir, join(base, 'put.txt'), '/keep/put.txt');
+    const put = JSON.parse((await runCliOk('status', dir, '--json')).stdout) as typeof st;
+    assert.deepEqual(put.pins.paths, [{ path: '/keep', files: 4, bytes: 50_027 }]);
+    assert.equal(put.pins.localBytes, 50_027);
     const ws = await openWorkspace(dir, quiet);
     try {
       consistent(ws);

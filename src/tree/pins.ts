@@ -350,6 +350,9 @@ export class PathPins {
     const r = this.dirty ? await this.reconcile() : await (this.running ?? Promise.resolve(undefined));
     if (r?.error !== undefined) this.log(`pinned paths are not all local: ${errorText(r.error)}`);
     this.closed = true;
+    // A commit while that ran scheduled another: the tree closes next, so it would find nothing to walk.
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
     this.listen();
   }
 }
