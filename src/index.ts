@@ -12,6 +12,8 @@ import type { Attr, ContentVersion, FileKind, StatFs } from './tree/types.js';
 
 export { FileTree } from './tree/filetree.js';
 export { decodeTreeOpBatch, encodeTreeOpBatch } from './tree/codec.js';
+export { PathPins } from './tree/pins.js';
+export type { ChunkPinner, PathPinsOptions, PinnedPath, PinProgress, ReconcileReport } from './tree/pins.js';
 export type { FileTreeOptions, OpenFlags } from './tree/filetree.js';
 export * from './tree/types.js';
 

@@ -404,7 +404,19 @@ test('pins keep chunks local for offline reads; too many pins is ENOSPC', async 
   await writer.close();
   const r = await env(remote, secret);
   const reader = await r.open();
-  await reader.pin(items.slice(0, 2).map((i) => i.ref));
+  const local: string[] = [];
+  await reader.pin(
+    items.slice(0, 2).map((i) => i.ref),
+    { onLocal: (r) => local.push(r.id) },
+  );
+  assert.deepEqual(
+    local.sort(),
+    items
+      .slice(0, 2)
+      .map((i) => i.ref.id)
+      .sort(),
+    'onLocal hears of each pinned chunk',
+  );
   // Stream the rest through the cache: pinned chunks must not be evicted.
   for (const it of items.slice(2)) same(await reader.get(it.ref), it.data);
   remote.down = true;

@@ -952,11 +952,15 @@ export class CachedChunkStore implements ChunkStore {
   // ---- explicit pins ----------------------------------------------------------------------------------------
 
   /**
-   * Keep these chunks local (offline use): counted pins, persisted; fetches the missing ones. ENOSPC if the cache
-   * cannot hold them without exceeding its limit (the pins stay counted: unpin the same refs to undo). A pinned
-   * chunk whose file vanished between runs is refetched by the next pin or read, not at open.
+   * Keep these chunks local (offline use): counted pins, persisted; fetches the missing ones, `fetchConcurrency` at a
+   * time, telling `onLocal` of each ref once it is local (at once for the ones that are already). The counts are recorded synchronously, before this returns (a
+   * failure to record them throws here), so a caller may wrap the call in its own transaction on this store's
+   * connection and commit the counts together with its own writes. ENOSPC if the cache cannot hold them without
+   * exceeding its limit; after the first failure no further fetch starts, and the error is thrown once the running
+   * ones have settled (the pins stay counted: unpin the same refs to undo). A pinned chunk whose file vanished
+   * between runs is refetched by the next pin or read, not at open.
    */
-  async pin(refs: readonly ChunkRef[]): Promise<void> {
+  pin(refs: readonly ChunkRef[], o: { onLocal?: (ref: ChunkRef) => void } = {}): Promise<void> {
     const tx = this.db.transaction(() => {
       for (const r of refs) {
         const n = (this.pins.get(r.id) ?? 0) + 1;
@@ -965,18 +969,36 @@ export class CachedChunkStore implements ChunkStore {
       }
     });
     tx();
+    return this.fetchPinned(refs, o.onLocal);
+  }
+
+  private async fetchPinned(refs: readonly ChunkRef[], onLocal?: (ref: ChunkRef) => void): Promise<void> {
+    const missing: ChunkRef[] = [];
     for (const r of refs) {
-      if (this.lru.has(r.id)) continue;
-      const f = this.joinFetch(r);
-      try {
-        await f.opened; // verified before it is promised to be available offline
-      } finally {
-        this.unref(f);
-      }
-      if (!this.lru.has(r.id)) {
-        throw fsError('ENOSPC', `chunk cache cannot hold pinned chunk ${r.id} within its limit`);
-      }
+      if (!this.lru.has(r.id)) missing.push(r);
+      else onLocal?.(r);
     }
+    let failure: { err: unknown } | undefined;
+    await forEachLimited(missing, this.fetchConcurrency, async (r) => {
+      if (failure !== undefined) return;
+      try {
+        if (!this.lru.has(r.id)) {
+          const f = this.joinFetch(r);
+          try {
+            await f.opened; // verified before it is promised to be available offline
+          } finally {
+            this.unref(f);
+          }
+          if (!this.lru.has(r.id)) {
+            throw fsError('ENOSPC', `chunk cache cannot hold pinned chunk ${r.id} within its limit`);
+          }
+        }
+        onLocal?.(r);
+      } catch (err) {
+        failure ??= { err };
+      }
+    });
+    if (failure !== undefined) throw failure.err;
   }
 
   unpin(refs: readonly ChunkRef[]): void {

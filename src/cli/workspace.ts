@@ -30,6 +30,7 @@ import { joinReplicaSet } from '../sync/join.js';
 import { stabilityReplicas } from '../sync/membership.js';
 import { configureConnection } from '../state/db.js';
 import { FileTree } from '../tree/filetree.js';
+import { PathPins } from '../tree/pins.js';
 import { processAlive } from '../util/process.js';
 
 /** Version of config.json this code writes and reads. */
@@ -71,6 +72,8 @@ export interface Workspace {
   readonly db: BetterSqlite3.Database;
   readonly tree: FileTree;
   readonly store: CachedChunkStore;
+  /** Pinned paths (`arbor pin`): kept local, following the tree's changes. */
+  readonly pins: PathPins;
   readonly remote: Remote;
   readonly crypto: FsCrypto;
   readonly arborJson: ArborJson;
@@ -421,6 +424,8 @@ async function loadSecret(
   return secret;
 }
 
+const pinsLogger: Logger = (line) => void process.stderr.write(`arbor pins: ${line}\n`);
+
 /** Open the state database connection this process uses besides the tree's own (WAL; waits on a busy writer). */
 export function openStateDb(dir: string, readonly = false): BetterSqlite3.Database {
   const db = new Database(paths(dir).state, readonly ? { readonly: true, fileMustExist: true } : {});
@@ -476,6 +481,8 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       ...(opts.groupCommitMs !== undefined ? { groupCommitMs: opts.groupCommitMs } : {}),
     });
     cleanup.push(() => tree.close());
+    const pins = new PathPins({ tree, db, store, log: opts.logger ?? pinsLogger });
+    cleanup.push(() => pins.close());
     const crypto = new FsCrypto(secret, json.chunkId);
     let closed = false;
     return {
@@ -484,6 +491,7 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       db,
       tree,
       store,
+      pins,
       remote,
       crypto,
       arborJson: json,
@@ -492,6 +500,8 @@ export async function openWorkspace(dir: string, opts: OpenOptions = {}): Promis
       async close() {
         if (closed) return;
         closed = true;
+        // Pins first: a change this process made to a pinned path is pinned now, while tree and store are open.
+        await pins.close();
         // Chunks before the tree: closing the tree checkpoints its WAL, making its ops durable.
         await store.sync().catch(() => undefined); // store.close() tries again and logs a failure
         await undo();

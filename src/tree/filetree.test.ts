@@ -35,6 +35,29 @@ describe('FileTree operations', () => {
     await fs.unlink('/kept');
   });
 
+  it('pathOf follows renames and links, undefined once removed; contentOf is the current version', async () => {
+    await fs.mkdir('/po/sub', { recursive: true });
+    await fs.writeFile('/po/sub/f', 'one');
+    const dir = fs.resolve('/po');
+    const file = fs.resolve('/po/sub/f');
+    assert.equal(fs.tree.pathOf(ROOT), '/');
+    assert.equal(fs.tree.pathOf(dir), '/po');
+    assert.equal(fs.tree.pathOf(file), '/po/sub/f');
+    await fs.rename('/po', '/po2');
+    assert.equal(fs.tree.pathOf(file), '/po2/sub/f', 'an inode is found through its link');
+    await fs.link('/po2/sub/f', '/po-link');
+    await fs.unlink('/po2/sub/f');
+    assert.equal(fs.tree.pathOf(file), '/po-link', 'another link of the inode');
+    await fs.writeFile('/po-link', 'two!');
+    const v = fs.tree.contentOf(file);
+    assert.equal(v?.size, 4);
+    assert.equal(v?.id, (await fs.versions('/po-link')).at(-1)?.id);
+    await fs.unlink('/po-link');
+    await fs.rm('/po2', { recursive: true });
+    assert.equal(fs.tree.pathOf(file), undefined);
+    assert.equal(fs.tree.pathOf(dir), undefined);
+  });
+
   it('mkdir, readdir, stat, rmdir', async () => {
     await fs.mkdir('/d', { mode: 0o750 });
     const st = await fs.stat('/d');

@@ -838,6 +838,32 @@ export class FileTree {
     return this.target(e);
   }
 
+  /**
+   * The visible path of a directory or inode ('/a/b', by the names its moves gave it), or undefined when it is not
+   * attached to the root (removed, or a conflict view). An inode with several links shows its first attached one.
+   */
+  pathOf(id: NodeId): string | undefined {
+    if (id === ROOT) return '/';
+    let node: NodeId | undefined = id;
+    if (this.crdt.get(id) === undefined)
+      node = this.linksOf(id)
+        .filter((l) => this.attached(l))
+        .sort()[0];
+    if (node === undefined || !this.attached(node) || this.crdt.get(node)!.meta.k === 'i') return undefined;
+    const parts: string[] = [];
+    for (let cur = node; cur !== ROOT;) {
+      const p = this.crdt.get(cur)!;
+      parts.push(p.meta.n);
+      cur = p.parent;
+    }
+    return '/' + parts.reverse().join('/');
+  }
+
+  /** The content version a file's reads see: the current one (a conflict view: its own), with its chunk list. */
+  contentOf(id: NodeId): ContentVersion | undefined {
+    return this.isVirtual(id) ? this.virtualParts(id).version : this.currentVersion(id);
+  }
+
   /** Does the node exist (visible, or still open)? */
   exists(id: NodeId): boolean {
     return (

@@ -5,6 +5,7 @@ import { registerFiles } from './files.js';
 import { registerHistory } from './history.js';
 import { registerInit } from './init.js';
 import { registerMaintenance } from './maintenance.js';
+import { registerPins } from './pins.js';
 import { registerStatus } from './status.js';
 import { registerSync } from './sync.js';
 
@@ -24,5 +25,6 @@ export function registerCommands(program: Command): void {
   registerFiles(program);
   registerStatus(program);
   registerHistory(program);
+  registerPins(program);
   registerMaintenance(program);
 }

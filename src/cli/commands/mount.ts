@@ -44,6 +44,8 @@ function opener(served: Served): (dir: string, readOnly: boolean) => Promise<Ser
       ...(readOnly ? { readOnly: true } : {}),
     });
     served.ws = ws;
+    // A crash may have left the pins behind the tree (or content arrived while unmounted): catch up in the background.
+    ws.pins.schedule(0);
     return {
       dir: ws.dir,
       tree: ws.tree,

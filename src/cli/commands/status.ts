@@ -1,5 +1,5 @@
-// `arbor status <dir> [--json]`: cache use/limit, dirty bytes, pending uploads, replicas and lag, last sync, remote
-// reachability. Reads the state read-only, so it works while a mount owns the directory.
+// `arbor status <dir> [--json]`: cache use/limit, dirty bytes, pending uploads, pinned paths, replicas and lag, last
+// sync, remote reachability. Reads the state read-only, so it works while a mount owns the directory.
 import type { Command } from 'commander';
 import { checkReachable, openRemote } from '../../remote/index.js';
 import { redact } from '../../remote/url.js';
@@ -21,6 +21,12 @@ export interface StatusReport {
     chunks: number;
     dirtyBytes: number;
     pendingUploads: number;
+  };
+  /** Pinned paths (`arbor pin`) as of their last reconcile, and the bytes their chunks need / have locally. */
+  pins: {
+    paths: Array<{ path: string; files: number; bytes: number }>;
+    bytes: number;
+    localBytes: number;
   };
   pendingBatches: number;
   lastSync: { time: string; ok: boolean; error?: string } | null;
@@ -61,6 +67,20 @@ export async function collectStatus(dir: string): Promise<StatusReport> {
       'SELECT sum(stored) AS bytes, count(*) AS n FROM chunk_cache WHERE uploaded = 0',
       { bytes: 0, n: 0 },
     );
+    const pinned = q<{ bytes: number | null; local: number | null }>(
+      `SELECT sum(p.size) AS bytes, sum(CASE WHEN c.resident = 1 THEN p.size ELSE 0 END) AS local
+         FROM path_pin_chunks p LEFT JOIN chunk_cache c ON c.id = p.id`,
+      { bytes: 0, local: 0 },
+    );
+    const pinnedPaths = one(
+      () =>
+        db.prepare('SELECT path, files, bytes FROM path_pins ORDER BY path').all() as Array<{
+          path: string;
+          files: number;
+          bytes: number;
+        }>,
+      [],
+    );
     const clock = q<{ value: string }>("SELECT value FROM kv WHERE key = 'clock'", { value: '0 0' }).value;
     const localSeq = Number(clock.split(' ')[1] ?? 0);
     const pushed = JSON.parse(kv('pushed') ?? '{"rseq":0,"local":0}') as { rseq: number; local: number };
@@ -86,6 +106,7 @@ export async function collectStatus(dir: string): Promise<StatusReport> {
         dirtyBytes: dirty.bytes ?? 0,
         pendingUploads: dirty.n,
       },
+      pins: { paths: pinnedPaths, bytes: pinned.bytes ?? 0, localBytes: pinned.local ?? 0 },
       pendingBatches: config.readOnly ? 0 : Math.max(0, localSeq - pushed.local),
       lastSync: lastSync ? { ...lastSync, time: new Date(lastSync.time).toISOString() } : null,
       reachable: false,
@@ -131,7 +152,7 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description(
-      'cache use/limit, dirty bytes, pending uploads, replicas and how far behind each is, last sync, remote reachability',
+      'cache use/limit, dirty bytes, pending uploads, pinned paths and bytes, replicas and how far behind each is, last sync, remote reachability',
     )
     .argument('<dir>', 'arbor directory')
     .option('--json', 'machine-readable output')
@@ -153,6 +174,17 @@ export function registerStatus(program: Command): void {
       out(
         `dirty       ${formatBytes(s.cache.dirtyBytes)}, ${s.cache.pendingUploads} chunk upload(s) pending`,
       );
+      const notLocal = s.pins.bytes - s.pins.localBytes;
+      out(
+        `pinned      ${s.pins.paths.length} path(s), ${formatBytes(s.pins.bytes)}` +
+          (s.pins.paths.length === 0
+            ? ''
+            : notLocal > 0
+              ? `, ${formatBytes(notLocal)} NOT local`
+              : ', all local'),
+      );
+      for (const p of s.pins.paths)
+        out(`  ${p.path}  ${p.files} file${p.files === 1 ? '' : 's'}, ${formatBytes(p.bytes)}`);
       out(`ops         ${s.pendingBatches} local batch(es) not pushed`);
       out(
         `last sync   ${s.lastSync ? `${s.lastSync.time} ${s.lastSync.ok ? 'ok' : `failed: ${s.lastSync.error}`}` : 'never'}`,
