@@ -460,7 +460,10 @@ export class CachedChunkStore implements ChunkStore {
       const someoneCanFree =
         this.dirtyBytes > 0 || this.reserved > 0 || [...this.lru.values()].some((e) => e.inUse > 0);
       if (!someoneCanFree) {
-        throw fsError('ENOSPC', 'chunk cache is full of pinned chunks');
+        throw fsError(
+          'ENOSPC',
+          'the chunk cache is full of pinned chunks (unpin a path or raise the cache size)',
+        );
       }
       const freed = new Promise<void>((r) => this.spaceWaiters.push(r));
       this.wakeUploads(); // back-pressure: parked uploads are what frees space

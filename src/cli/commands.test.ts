@@ -4,6 +4,7 @@
 // inside the mount and show through it at once; gc is refused naming the mountpoint.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted, unmount } from '../fuse/mount.js';
@@ -51,6 +52,32 @@ async function history(dir: string, local: string): Promise<string> {
   await ok(`rm '${dir}' -r /docs`);
   return at;
 }
+
+describe('arbor init and clone refuse a cache too small to work', () => {
+  it('a cache under two maximal chunks is one line and writes nothing', async () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'arbor-cli-small-'));
+    try {
+      const dir = path.join(base, 'ws');
+      await fails(
+        `init '${dir}' '${path.join(base, 'remote')}' 8`,
+        /at least two maximal chunks: 9 MB or more/,
+      );
+      assert.equal(
+        fs.existsSync(path.join(dir, 'config.json')),
+        false,
+        'no config that later commands would refuse',
+      );
+      await fails(
+        `init '${dir}' '${path.join(base, 'remote')}' --cache-size 1MiB`,
+        /at least two maximal chunks: 9 MB or more/,
+      );
+      await ok(`init '${dir}' '${path.join(base, 'remote')}' 9`);
+      assert.match(await ok(`status '${dir}'`), /of 9\.0 MiB/);
+    } finally {
+      fs.rmSync(base, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('arbor restore of removed paths (not mounted)', () => {
   let t: Awaited<ReturnType<typeof tempArbor>> | undefined;

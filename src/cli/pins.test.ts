@@ -275,6 +275,25 @@ describe('path pins', () => {
   });
 });
 
+describe('a put that cannot fit beside pinned chunks', () => {
+  it('fails with one line and leaves no file behind (the last chunks are stored at close)', async () => {
+    const t = await tempDir('arbor-pins-full-');
+    const dir = join(t, 'ws');
+    // The default chunker (chunks up to 4 MiB) in the smallest cache it allows, nearly all of it pinned.
+    await runCliOk('init', dir, join(t, 'remote'), '9');
+    await writeFile(join(t, 'big'), randomBytes(8_300_000));
+    await runCliOk('put', dir, join(t, 'big'), '/big');
+    await runCliOk('sync', dir);
+    await runCliOk('pin', dir, '/big');
+    await writeFile(join(t, 'new'), randomBytes(5_000_000));
+    const r = await runCli('put', dir, join(t, 'new'), '/new');
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /full of pinned chunks \(unpin a path or raise the cache size\)/);
+    assert.doesNotMatch((await runCliOk('ls', dir, '/')).stdout, /new/, 'the file the put created is gone');
+  });
+});
+
 describe('path pins through a running mount', { skip: mountSkip }, () => {
   it('pin runs in the mount; a file written through the kernel into a pinned directory is pinned', async () => {
     const t = await tempDir('arbor-pins-mnt-');

@@ -55,7 +55,14 @@ async function putStream(
     if (!existed) await a.unlink(target).catch(() => undefined);
     throw err;
   }
-  await h.close();
+  try {
+    // Storing the last chunks can fail too (ENOSPC: a cache full of pinned chunks or a full disk): the handle is
+    // released either way and no version is recorded, so only a file this put created is left to remove.
+    await h.close();
+  } catch (err) {
+    if (!existed) await a.unlink(target).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** A file's content to stdout, a block at a time (until EOF, should it grow meanwhile). */
