@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <node_api.h>
 #include <openssl/evp.h>
-#include <stdlib.h>
 
 #include "gcm-vaes.h"
 #ifdef __GLIBC__

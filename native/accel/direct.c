@@ -20,19 +20,10 @@
 
 /* Direct I/O wants offsets, lengths and memory aligned to the device's block; 4 KiB covers every common one. */
 #define ALIGN 4096
-/* The bounce buffer grows to the largest chunk seen (4 MiB by default, plus the seal overhead) and is kept. */
-static __thread uint8_t *bounce;
-static __thread size_t bounce_len;
-
-static uint8_t *bounce_for(size_t n) {
-  if (bounce_len >= n) return bounce;
-  size_t want = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-  void *p = NULL;
-  if (posix_memalign(&p, ALIGN, want) != 0) return NULL;
-  free(bounce);
-  bounce = p;
-  bounce_len = want;
-  return bounce;
+/* `n` rounded up to whole 4 KiB blocks (one block for 0: posix_memalign wants a size). */
+static size_t aligned_size(size_t n) {
+  size_t a = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+  return a == 0 ? ALIGN : a;
 }
 
 static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t at) {
@@ -61,16 +52,17 @@ int write_file_direct(const char *path, const uint8_t *src, size_t len, bool *wa
   int err = 0;
   if (head > 0) {
     const uint8_t *from = src;
+    uint8_t *bounce = NULL; /* an aligned copy, from this thread's pool, when `src` is not aligned itself */
     if (((uintptr_t)src & (ALIGN - 1)) != 0) {
-      uint8_t *b = bounce_for(head);
-      if (b == NULL) {
+      if ((bounce = direct_buffer_take(head)) == NULL) {
         close(fd);
         return ENOMEM;
       }
-      memcpy(b, src, head);
-      from = b;
+      memcpy(bounce, src, head);
+      from = bounce;
     }
     err = pwrite_all(fd, from, head, 0);
+    if (bounce != NULL) direct_buffer_give(bounce, head);
     /* A filesystem that opened with O_DIRECT but wants another alignment: write it all buffered instead. */
     if (err == EINVAL) head = 0, err = 0;
   }
@@ -93,8 +85,8 @@ int write_file_direct(const char *path, const uint8_t *src, size_t len, bool *wa
 }
 
 /*
- * Aligned copies for asynchronous writes, reused: taken and given back on the thread that queues the writes (their
- * completions run there too), so each thread keeps its own few.
+ * Aligned copies, reused: for asynchronous writes, taken and given back on the thread that queues them (their
+ * completions run there too), and for a synchronous write of unaligned bytes; each thread keeps its own few.
  */
 #define POOL_KEEP 8
 static __thread struct {
@@ -111,19 +103,14 @@ uint8_t *direct_buffer_take(size_t n) {
       return b;
     }
   }
-  /* Room for the largest chunk seen so far, so buffers stay few; a 4 KiB multiple, as the write's whole blocks. */
-  size_t want = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-  if (want == 0) want = ALIGN;
   void *p = NULL;
-  return posix_memalign(&p, ALIGN, want) == 0 ? p : NULL;
+  return posix_memalign(&p, ALIGN, aligned_size(n)) == 0 ? p : NULL;
 }
 
 void direct_buffer_give(uint8_t *b, size_t n) {
-  size_t cap = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-  if (cap == 0) cap = ALIGN;
   if (pooled < POOL_KEEP) {
     pool[pooled].buf = b;
-    pool[pooled].cap = cap;
+    pool[pooled].cap = aligned_size(n);
     pooled++;
     return;
   }
