@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ChunkCorruptError, InvalidInputError, RemoteNotFoundError, fsError } from '../errors.js';
 import type { Remote } from '../remote/types.js';
+import { migrateTables } from '../util/sqlite-schema.js';
 import { accel, copyBytes } from './accel.js';
 import { Chunker } from './chunker.js';
 import { type Compression, FsCrypto, SEAL_OVERHEAD } from './crypto.js';
@@ -20,8 +21,29 @@ import type { ChunkingParams, ChunkRef, ChunkStore } from './types.js';
 type Database = BetterSqlite3.Database;
 type Statement = BetterSqlite3.Statement;
 
-/** Version of the chunk_* tables; bump with a migration when they change. */
-export const CHUNK_SCHEMA_VERSION = 1;
+/** The chunk_* tables; append a migration when they change. */
+const CHUNK_TABLES = {
+  meta: 'chunk_meta',
+  what: 'chunk index',
+  migrations: [
+    `
+      CREATE TABLE IF NOT EXISTS chunk_cache (
+        id TEXT PRIMARY KEY,      -- keyed chunk id, hex
+        size INTEGER NOT NULL,    -- plaintext bytes
+        stored INTEGER NOT NULL,  -- encrypted bytes in the cache file
+        uploaded INTEGER NOT NULL,-- 1 once on the remote; 0 = dirty (the upload queue)
+        resident INTEGER NOT NULL,-- 1 while a cache file holds it
+        last_use INTEGER NOT NULL,-- logical clock, for LRU across restarts
+        seq INTEGER               -- put order, for upload order
+      );
+      CREATE INDEX IF NOT EXISTS chunk_cache_dirty ON chunk_cache (uploaded, seq);
+      CREATE TABLE IF NOT EXISTS chunk_pins (id TEXT PRIMARY KEY, count INTEGER NOT NULL);
+    `,
+  ],
+};
+
+/** Version of the chunk_* tables. */
+export const CHUNK_SCHEMA_VERSION = CHUNK_TABLES.migrations.length;
 
 export type Logger = (line: string) => void;
 
@@ -245,7 +267,7 @@ export class CachedChunkStore implements ChunkStore {
     if (!Number.isSafeInteger(this.limit) || this.limit < minLimit) {
       throw new InvalidInputError(`cache limit must be at least ${minLimit} bytes (two maximal chunks)`);
     }
-    migrate(this.db);
+    migrateTables(this.db, CHUNK_TABLES);
     const db = this.db;
     this.st = {
       insert: db.prepare(
@@ -1286,33 +1308,4 @@ async function forEachLimited<T>(
 /** Where a chunk lives on the remote (DESIGN.md §5). */
 export function remoteKey(id: string): string {
   return `chunks/${id.slice(0, 2)}/${id}`;
-}
-
-function migrate(db: Database): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS chunk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
-  const row = db.prepare(`SELECT value FROM chunk_meta WHERE key = 'schema_version'`).get() as
-    { value: string } | undefined;
-  const v = row ? Number(row.value) : 0;
-  if (v > CHUNK_SCHEMA_VERSION) {
-    throw new InvalidInputError(`chunk index schema ${v} is newer than this arbor understands`);
-  }
-  if (v === CHUNK_SCHEMA_VERSION) return;
-  db.transaction(() => {
-    db.exec(`
-      CREATE TABLE IF NOT EXISTS chunk_cache (
-        id TEXT PRIMARY KEY,      -- keyed chunk id, hex
-        size INTEGER NOT NULL,    -- plaintext bytes
-        stored INTEGER NOT NULL,  -- encrypted bytes in the cache file
-        uploaded INTEGER NOT NULL,-- 1 once on the remote; 0 = dirty (the upload queue)
-        resident INTEGER NOT NULL,-- 1 while a cache file holds it
-        last_use INTEGER NOT NULL,-- logical clock, for LRU across restarts
-        seq INTEGER               -- put order, for upload order
-      );
-      CREATE INDEX IF NOT EXISTS chunk_cache_dirty ON chunk_cache (uploaded, seq);
-      CREATE TABLE IF NOT EXISTS chunk_pins (id TEXT PRIMARY KEY, count INTEGER NOT NULL);
-    `);
-    db.prepare(`INSERT OR REPLACE INTO chunk_meta (key, value) VALUES ('schema_version', ?)`).run(
-      String(CHUNK_SCHEMA_VERSION),
-    );
-  })();
 }

@@ -6,7 +6,8 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { isHole, type ChunkRef } from '../chunks/types.js';
 import type { NodeId } from '../crdt/types.js';
-import { ArborError, Errno, InvalidInputError, fsError } from '../errors.js';
+import { InvalidInputError, fsError } from '../errors.js';
+import { migrateTables } from '../util/sqlite-schema.js';
 import type { FileTree } from './filetree.js';
 
 /** What path pins need of the chunk store (CachedChunkStore's counted pins). */
@@ -58,35 +59,19 @@ export interface PathPinsOptions {
   retryMs?: number;
 }
 
-/** Schema migrations of the path pin tables (index i upgrades from version i to i+1; append only). */
-const MIGRATIONS: readonly string[] = [
-  `-- Pinned nodes (a directory's node id or a file's inode), with what the last reconcile found under them.
+/** The path pin tables and their migrations. */
+const PIN_TABLES = {
+  meta: 'path_pins_meta',
+  what: 'path pin',
+  // migrations[i] upgrades from version i to i+1 (append only)
+  migrations: [
+    `-- Pinned nodes (a directory's node id or a file's inode), with what the last reconcile found under them.
    CREATE TABLE path_pins (node TEXT PRIMARY KEY, path TEXT NOT NULL, files INTEGER NOT NULL,
                            bytes INTEGER NOT NULL) WITHOUT ROWID;
    -- Chunks pinned in the chunk store on behalf of path pins: each counted once there, however many files need it.
    CREATE TABLE path_pin_chunks (id TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;`,
-];
-
-function migrate(db: Database): void {
-  db.exec('CREATE TABLE IF NOT EXISTS path_pins_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
-  const row = db.prepare("SELECT value FROM path_pins_meta WHERE key = 'schema_version'").get() as
-    { value: string } | undefined;
-  const v = row ? Number(row.value) : 0;
-  if (v > MIGRATIONS.length) {
-    throw new ArborError(
-      'ARBOR_SCHEMA',
-      Errno.EINVAL,
-      `path pin schema ${v} is newer than this arbor understands`,
-    );
-  }
-  if (v === MIGRATIONS.length) return;
-  db.transaction(() => {
-    for (const m of MIGRATIONS.slice(v)) db.exec(m);
-    db.prepare("INSERT OR REPLACE INTO path_pins_meta (key, value) VALUES ('schema_version', ?)").run(
-      String(MIGRATIONS.length),
-    );
-  })();
-}
+  ],
+};
 
 /** What one walk of the pinned subtrees found. */
 interface Wanted {
@@ -126,7 +111,7 @@ export class PathPins {
     this.log = o.log ?? (() => undefined);
     this.debounceMs = o.debounceMs ?? 1000;
     this.retryMs = o.retryMs ?? 60_000;
-    migrate(this.db);
+    migrateTables(this.db, PIN_TABLES);
     this.st = {
       addPin: this.db.prepare(
         'INSERT OR IGNORE INTO path_pins (node, path, files, bytes) VALUES (?, ?, 0, 0)',
