@@ -84,3 +84,9 @@ export async function onPath<T>(path: string, fn: () => Promise<T>): Promise<T> 
     throw err;
   }
 }
+
+/** A path inside the arbor as the commands take it: relative ones are from the root, nothing at all is the root. */
+export function innerPath(path: string | undefined): string {
+  if (path === undefined || path === '' || path === '/') return '/';
+  return path.startsWith('/') ? path : '/' + path;
+}

@@ -9,7 +9,7 @@ import { CancelledError, InvalidInputError, fsError } from '../../errors.js';
 import { Arbor } from '../../index.js';
 import { defineCommand, runOnWorkspace, type CommandArgs, type CommandIO } from '../run.js';
 import type { Workspace } from '../workspace.js';
-import { onPath, requireWritable } from './common.js';
+import { innerPath, onPath, requireWritable } from './common.js';
 
 /** Bytes per read or write of file content: what a command holds of a file at a time. */
 const BLOCK = 1024 * 1024;
@@ -17,11 +17,6 @@ const BLOCK = 1024 * 1024;
 function writable(ws: Workspace): Arbor {
   requireWritable(ws);
   return new Arbor(ws.tree);
-}
-
-function inner(path: string | undefined): string {
-  if (path === undefined || path === '' || path === '/') return '/';
-  return path.startsWith('/') ? path : '/' + path;
 }
 
 function modeString(kind: string, mode: number): string {
@@ -151,7 +146,7 @@ const str = (a: CommandArgs, k: string): string => String(a[k] ?? '');
 
 defineCommand('ls', async (ws, args, io) => {
   const a = new Arbor(ws.tree);
-  const p = inner(str(args, 'path'));
+  const p = innerPath(str(args, 'path'));
   const st = await a.lstat(p);
   const names = st.isDirectory() ? await a.readdir(p) : [p.split('/').pop()!];
   for (const name of names) {
@@ -166,14 +161,14 @@ defineCommand('ls', async (ws, args, io) => {
   }
 });
 
-defineCommand('cat', (ws, args, io) => catFile(new Arbor(ws.tree), inner(str(args, 'path')), io));
+defineCommand('cat', (ws, args, io) => catFile(new Arbor(ws.tree), innerPath(str(args, 'path')), io));
 
 // A single file or stdin arrives as the command's input (`input: true`, read by the calling process, streamed by a
 // mount's client); a directory tree is read from `local` by whoever runs the command.
 defineCommand('put', async (ws, args, io) => {
   requireWritable(ws);
   const a = new Arbor(ws.tree);
-  let target = inner(str(args, 'path'));
+  let target = innerPath(str(args, 'path'));
   if (args.input === true) {
     // `name`: the local file's name, for a target that is an existing directory (stdin has none: EISDIR then).
     if (typeof args.name === 'string' && (await a.exists(target)) && (await a.stat(target)).isDirectory())
@@ -186,7 +181,7 @@ defineCommand('put', async (ws, args, io) => {
 
 defineCommand('get', async (ws, args, io) => {
   const a = new Arbor(ws.tree);
-  const path = inner(str(args, 'path'));
+  const path = innerPath(str(args, 'path'));
   if (args.local === undefined) {
     if ((await a.stat(path)).isDirectory())
       throw new InvalidInputError('give a local destination for a directory');
@@ -196,23 +191,25 @@ defineCommand('get', async (ws, args, io) => {
   await getTree(a, path, str(args, 'local'));
 });
 
-defineCommand('mkdir', (ws, args) => writable(ws).mkdir(inner(str(args, 'path')), { recursive: true }));
+defineCommand('mkdir', (ws, args) => writable(ws).mkdir(innerPath(str(args, 'path')), { recursive: true }));
 
 defineCommand('rm', (ws, args) =>
-  writable(ws).rm(inner(str(args, 'path')), { recursive: args.recursive === true }),
+  writable(ws).rm(innerPath(str(args, 'path')), { recursive: args.recursive === true }),
 );
 
-defineCommand('mv', (ws, args) => writable(ws).rename(inner(str(args, 'from')), inner(str(args, 'to'))));
+defineCommand('mv', (ws, args) =>
+  writable(ws).rename(innerPath(str(args, 'from')), innerPath(str(args, 'to'))),
+);
 
 defineCommand('ln', (ws, args) => {
   const a = writable(ws);
-  const path = inner(str(args, 'path'));
+  const path = innerPath(str(args, 'path'));
   return args.symbolic === true
     ? a.symlink(str(args, 'target'), path)
-    : a.link(inner(str(args, 'target')), path);
+    : a.link(innerPath(str(args, 'target')), path);
 });
 
-defineCommand('chmod', (ws, args) => writable(ws).chmod(inner(str(args, 'path')), Number(args.mode)));
+defineCommand('chmod', (ws, args) => writable(ws).chmod(innerPath(str(args, 'path')), Number(args.mode)));
 
 /** Run a registered command on `dir` (here or in its mount), errors naming the arbor path. */
 function run(dir: string, shown: string, name: string, args: CommandArgs, input?: Readable): Promise<void> {
@@ -237,9 +234,9 @@ async function put(dir: string, local: string, path: string): Promise<void> {
       input = createReadStream(abs, { highWaterMark: BLOCK });
     }
   }
-  const restore = input === undefined ? undefined : cancelOnSignals(input, inner(path));
+  const restore = input === undefined ? undefined : cancelOnSignals(input, innerPath(path));
   try {
-    await run(dir, inner(path), 'put', args, input);
+    await run(dir, innerPath(path), 'put', args, input);
   } finally {
     restore?.();
   }
@@ -253,7 +250,7 @@ export function registerFiles(program: Command): void {
     .argument('[path]', 'path inside the arbor', '/')
     .option('-l, --long', 'mode, links, size and name')
     .action((dir: string, path: string, o: { long?: boolean }) =>
-      run(dir, inner(path), 'ls', { path, long: o.long === true }),
+      run(dir, innerPath(path), 'ls', { path, long: o.long === true }),
     );
 
   program
@@ -261,7 +258,7 @@ export function registerFiles(program: Command): void {
     .description('write a file of the arbor to stdout')
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'file inside the arbor')
-    .action((dir: string, path: string) => run(dir, inner(path), 'cat', { path }));
+    .action((dir: string, path: string) => run(dir, innerPath(path), 'cat', { path }));
 
   program
     .command('put')
@@ -279,7 +276,7 @@ export function registerFiles(program: Command): void {
     .argument('<path>', 'file or directory inside the arbor')
     .argument('[local]', 'local destination')
     .action((dir: string, path: string, local: string | undefined) =>
-      run(dir, inner(path), 'get', { path, local: local === undefined ? undefined : resolve(local) }),
+      run(dir, innerPath(path), 'get', { path, local: local === undefined ? undefined : resolve(local) }),
     );
 
   program
@@ -287,7 +284,7 @@ export function registerFiles(program: Command): void {
     .description('make a directory in the arbor (with parents)')
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'directory inside the arbor')
-    .action((dir: string, path: string) => run(dir, inner(path), 'mkdir', { path }));
+    .action((dir: string, path: string) => run(dir, innerPath(path), 'mkdir', { path }));
 
   program
     .command('rm')
@@ -296,7 +293,7 @@ export function registerFiles(program: Command): void {
     .argument('<path>', 'path inside the arbor')
     .option('-r, --recursive', 'remove directories and their contents')
     .action((dir: string, path: string, o: { recursive?: boolean }) =>
-      run(dir, inner(path), 'rm', { path, recursive: o.recursive === true }),
+      run(dir, innerPath(path), 'rm', { path, recursive: o.recursive === true }),
     );
 
   program
@@ -305,7 +302,7 @@ export function registerFiles(program: Command): void {
     .argument('<dir>', 'arbor directory')
     .argument('<from>', 'existing path')
     .argument('<to>', 'new path')
-    .action((dir: string, from: string, to: string) => run(dir, inner(from), 'mv', { from, to }));
+    .action((dir: string, from: string, to: string) => run(dir, innerPath(from), 'mv', { from, to }));
 
   program
     .command('ln')
@@ -315,7 +312,7 @@ export function registerFiles(program: Command): void {
     .argument('<path>', 'new name')
     .option('-s, --symbolic', 'make a symbolic link')
     .action((dir: string, target: string, path: string, o: { symbolic?: boolean }) =>
-      run(dir, inner(path), 'ln', { target, path, symbolic: o.symbolic === true }),
+      run(dir, innerPath(path), 'ln', { target, path, symbolic: o.symbolic === true }),
     );
 
   program
@@ -327,6 +324,6 @@ export function registerFiles(program: Command): void {
     .action((dir: string, mode: string, path: string) => {
       if (!/^[0-7]{1,4}$/.test(mode))
         throw new InvalidInputError(`mode must be octal (e.g. 640), not '${mode}'`);
-      return run(dir, inner(path), 'chmod', { path, mode: parseInt(mode, 8) });
+      return run(dir, innerPath(path), 'chmod', { path, mode: parseInt(mode, 8) });
     });
 }

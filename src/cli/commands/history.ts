@@ -8,11 +8,7 @@ import { formatBytes } from '../size.js';
 import { restorePathAt } from '../../tree/restore.js';
 import { defineCommand, runOnWorkspace } from '../run.js';
 import type { Workspace } from '../workspace.js';
-import { onPath, requireWritable } from './common.js';
-
-function inner(path: string): string {
-  return path.startsWith('/') ? path : '/' + path;
-}
+import { innerPath, onPath, requireWritable } from './common.js';
 
 function isoOf(v: ContentVersion): string {
   return new Date(Number(BigInt(v.timeNs) / 1_000_000n)).toISOString();
@@ -54,7 +50,7 @@ function timeNsOf(at: string): bigint {
 }
 
 defineCommand('log', async (ws, args, io) => {
-  const vs = await new Arbor(ws.tree).versions(inner(String(args.path)));
+  const vs = await new Arbor(ws.tree).versions(innerPath(String(args.path)));
   if (args.json === true) {
     io.out(
       JSON.stringify(
@@ -111,9 +107,9 @@ async function restoreVersionRef(
 
 defineCommand('restore', async (ws, args, io) => {
   requireWritable(ws);
-  const path = inner(String(args.path));
+  const path = innerPath(String(args.path));
   const at = String(args.at);
-  const to = args.to === undefined ? undefined : inner(String(args.to));
+  const to = args.to === undefined ? undefined : innerPath(String(args.to));
   const a = new Arbor(ws.tree);
   const existing = (await a.exists(path)) && !(await a.stat(path)).isDirectory();
   if (isVersionRef(existing ? await a.versions(path) : [], at)) {
@@ -138,7 +134,7 @@ export function registerHistory(program: Command): void {
     .argument('<path>', 'file inside the arbor')
     .option('--json', 'machine-readable output')
     .action((dir: string, path: string, o: { json?: boolean }) =>
-      onPath(inner(path), () => runOnWorkspace(dir, 'log', { path, json: o.json === true })),
+      onPath(innerPath(path), () => runOnWorkspace(dir, 'log', { path, json: o.json === true })),
     );
 
   program

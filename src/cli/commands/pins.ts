@@ -6,14 +6,10 @@ import { Arbor } from '../../index.js';
 import type { PinProgress } from '../../tree/pins.js';
 import { formatBytes } from '../size.js';
 import { defineCommand, runOnWorkspace, type CommandIO } from '../run.js';
-import { onPath } from './common.js';
+import { innerPath, onPath } from './common.js';
 
 /** While a pin fetches, a progress line this often (none at all when it is done sooner). */
 const PROGRESS_MS = 2000;
-
-function inner(path: string): string {
-  return path.startsWith('/') ? path : '/' + path;
-}
 
 function progressLines(path: string, io: CommandIO): (p: PinProgress) => void {
   const start = Date.now();
@@ -29,7 +25,7 @@ function progressLines(path: string, io: CommandIO): (p: PinProgress) => void {
 }
 
 defineCommand('pin', async (ws, args, io) => {
-  const path = inner(String(args.path));
+  const path = innerPath(String(args.path));
   const node = new Arbor(ws.tree).resolve(path);
   let p;
   try {
@@ -50,7 +46,7 @@ defineCommand('pin', async (ws, args, io) => {
 });
 
 defineCommand('unpin', async (ws, args, io) => {
-  const path = inner(String(args.path));
+  const path = innerPath(String(args.path));
   const node = new Arbor(ws.tree).resolve(path);
   if (!(await ws.pins.unpin(node))) {
     const outer = ws.pins.list().find((p) => path.startsWith(p.path === '/' ? '/' : p.path + '/'));
@@ -69,7 +65,9 @@ export function registerPins(program: Command): void {
     )
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'file or directory inside the arbor')
-    .action((dir: string, path: string) => onPath(inner(path), () => runOnWorkspace(dir, 'pin', { path })));
+    .action((dir: string, path: string) =>
+      onPath(innerPath(path), () => runOnWorkspace(dir, 'pin', { path })),
+    );
 
   program
     .command('unpin')
@@ -78,5 +76,7 @@ export function registerPins(program: Command): void {
     )
     .argument('<dir>', 'arbor directory')
     .argument('<path>', 'a path given to arbor pin')
-    .action((dir: string, path: string) => onPath(inner(path), () => runOnWorkspace(dir, 'unpin', { path })));
+    .action((dir: string, path: string) =>
+      onPath(innerPath(path), () => runOnWorkspace(dir, 'unpin', { path })),
+    );
 }
