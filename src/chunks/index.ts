@@ -27,6 +27,7 @@ export {
 export { MemoryChunkStore, type MemoryChunkStoreOptions } from './memory-store.js';
 export {
   CHUNK_SCHEMA_VERSION,
+  minCacheBytes,
   CachedChunkStore,
   remoteKey,
   stderrLogger,

@@ -42,6 +42,11 @@ const CHUNK_TABLES = {
   ],
 };
 
+/** The smallest cache limit a store accepts with these chunking parameters: room for two maximal sealed chunks. */
+export function minCacheBytes(chunking: ChunkingParams): number {
+  return 2 * (chunking.maxSize + SEAL_OVERHEAD);
+}
+
 /** Version of the chunk_* tables. */
 export const CHUNK_SCHEMA_VERSION = CHUNK_TABLES.migrations.length;
 
@@ -263,7 +268,7 @@ export class CachedChunkStore implements ChunkStore {
     this.log = opts.logger ?? stderrLogger;
     this.remote = opts.remote;
     this.db = opts.db;
-    const minLimit = 2 * (this.chunking.maxSize + SEAL_OVERHEAD);
+    const minLimit = minCacheBytes(this.chunking);
     if (!Number.isSafeInteger(this.limit) || this.limit < minLimit) {
       throw new InvalidInputError(`cache limit must be at least ${minLimit} bytes (two maximal chunks)`);
     }

@@ -1,5 +1,5 @@
 // Helpers shared by CLI commands: cache-size arguments, opening a workspace for one command, output.
-import { DEFAULT_CHUNKING, SEAL_OVERHEAD } from '../../chunks/index.js';
+import { DEFAULT_CHUNKING, minCacheBytes } from '../../chunks/index.js';
 import { ArborError, InvalidInputError, ReadOnlyError } from '../../errors.js';
 import { parseSize } from '../size.js';
 import { DEFAULT_CACHE_BYTES, openWorkspace, type OpenOptions, type Workspace } from '../workspace.js';
@@ -20,7 +20,7 @@ export function cacheBytesFrom(maxMb: string | undefined, cacheSize: string | un
   const bytes = fromMb ?? fromSize ?? DEFAULT_CACHE_BYTES;
   // The store refuses a cache that cannot hold two maximal chunks; say so here, before init or clone writes a
   // config that every later command would then fail to open.
-  const min = 2 * (DEFAULT_CHUNKING.maxSize + SEAL_OVERHEAD);
+  const min = minCacheBytes(DEFAULT_CHUNKING);
   if (bytes < min) {
     throw new InvalidInputError(
       `the cache must hold at least two maximal chunks: ${Math.ceil(min / (1024 * 1024))} MB or more, not ${bytes} bytes`,

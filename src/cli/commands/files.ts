@@ -39,22 +39,19 @@ async function putStream(
 ): Promise<void> {
   const existed = await a.exists(target);
   const h = await a.open(target, 'w', mode);
+  let closing = false;
   try {
     let pos = 0;
     for await (const chunk of input) {
       await h.write(chunk, pos);
       pos += chunk.length;
     }
-  } catch (err) {
-    await h.discard();
-    if (!existed) await a.unlink(target).catch(() => undefined);
-    throw err;
-  }
-  try {
-    // Storing the last chunks can fail too (ENOSPC: a cache full of pinned chunks or a full disk): the handle is
-    // released either way and no version is recorded, so only a file this put created is left to remove.
+    // Storing the last chunks can fail too (ENOSPC: a cache full of pinned chunks, or a full disk); close releases
+    // the handle either way and records no version then.
+    closing = true;
     await h.close();
   } catch (err) {
+    if (!closing) await h.discard();
     if (!existed) await a.unlink(target).catch(() => undefined);
     throw err;
   }
